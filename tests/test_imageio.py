@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
+import png  # pypng
 import pytest
+import tifffile
 from PIL import ExifTags, Image, ImageCms
 
+from recolor import imageio
 from recolor.errors import ImageReadError, ImageWriteError
 from recolor.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -143,33 +148,56 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def write_png16(path: Path, pixels: np.ndarray) -> None:
-    """A 16-bit RGB or gray PNG, which Pillow cannot write."""
-    height, width = pixels.shape[:2]
-    color_type = 2 if pixels.ndim == 3 else 0
-    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-                     + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+def full_range16(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """uint16 samples over the whole range, 0 and 65535 included, whose low bytes vary
+    independently of the high ones: no 8-bit path can reproduce them."""
+    values = np.random.default_rng(seed).integers(0, 65536, shape).astype(np.uint16)
+    values.reshape(-1)[:2] = (0, 65535)
+    return values
 
 
-def write_tiff16_rgb(path: Path, pixels: np.ndarray) -> None:
-    """An uncompressed 16-bit RGB TIFF, which Pillow cannot write."""
-    height, width, _ = pixels.shape
-    data = pixels.astype("<u2").tobytes()
-    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, "bps"), (259, 3, 1, 1),
-               (262, 3, 1, 2), (273, 4, 1, "data"), (277, 3, 1, 3), (278, 3, 1, height),
-               (279, 4, 1, len(data)), (284, 3, 1, 1)]
-    bps_at = 8 + 2 + 12 * len(entries) + 4
-    data_at = bps_at + 6
-    out = b"II*\0" + struct.pack("<IH", 8, len(entries))
-    for tag, kind, count, value in entries:
-        value = {"bps": bps_at, "data": data_at}.get(value, value)
-        if kind == 3 and count == 1:  # one SHORT, padded to four bytes
-            out += struct.pack("<HHIHH", tag, kind, count, value, 0)
-        else:
-            out += struct.pack("<HHII", tag, kind, count, value)
-    path.write_bytes(out + struct.pack("<I", 0) + struct.pack("<3H", 16, 16, 16) + data)
+def write_png16(path: Path, color: np.ndarray, *, alpha: np.ndarray | None = None,
+                icc: bytes | None = None, exif: bytes | None = None,
+                dpi: tuple[int, int] | None = None, exif_after_pixels: bool = False) -> None:
+    """A 16-bit RGB(A) or gray+alpha PNG written by pypng, ICC and EXIF chunks added to its chunk
+    stream (Pillow cannot write 16-bit color)."""
+    height, width = color.shape[:2]
+    samples = color if alpha is None else np.dstack([color, alpha])
+    options = {}
+    if dpi:
+        options = dict(x_pixels_per_unit=round(dpi[0] / 0.0254),
+                       y_pixels_per_unit=round(dpi[1] / 0.0254), unit_is_meter=True)
+    buffer = io.BytesIO()
+    png.Writer(width, height, greyscale=color.ndim == 2, alpha=alpha is not None, bitdepth=16,
+               **options).write(buffer, samples.reshape(height, -1))
+    chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
+    if icc:
+        chunks.insert(1, (b"iCCP", b"test\0\0" + zlib.compress(icc)))
+    if exif:  # the chunk holds the TIFF block, without the b"Exif\0\0" of JPEG's APP1
+        tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+        chunks.insert(len(chunks) - 1 if exif_after_pixels else 1, (b"eXIf", tiff))
+    with path.open("wb") as fp:
+        png.write_chunks(fp, chunks)
+
+
+def write_tiff16(path: Path, color: np.ndarray, *, alpha: np.ndarray | None = None,
+                 associated: bool = False, planar: bool = False, **options) -> None:
+    """A 16-bit RGB(A) TIFF written by tifffile (Pillow cannot write 16-bit color)."""
+    samples = color if alpha is None else np.dstack([color, alpha])
+    if planar:
+        samples = np.moveaxis(samples, -1, 0)
+    extrasamples = None if alpha is None else ("assocalpha" if associated else "unassalpha",)
+    tifffile.imwrite(path, samples, photometric="rgb", extrasamples=extrasamples,
+                     planarconfig="separate" if planar else "contig", metadata=None, **options)
+
+
+def png16_header(path: Path) -> dict:
+    return png.Reader(filename=str(path)).read()[3]
+
+
+def tiff_sample_layout(path: Path) -> tuple[np.dtype, int]:
+    with tifffile.TiffFile(path) as tif:
+        return tif.pages[0].dtype, tif.pages[0].samplesperpixel
 
 
 # ---------------------------------------------------------------------- reading every kind of file
@@ -287,10 +315,9 @@ def test_read_and_write_back_every_kind_of_file(tmp_path: Path, case: str) -> No
     assert written == tmp_path / f"out{out_suffix}"
     again = read_image(written)
     assert again.size == photo.size
-    assert again.bit_depth == 8  # Pillow writes no 16-bit RGB (see imageio's docstring)
-    expected_8bit = photo.rgb if not sixteen else ((photo.rgb.astype(np.uint32) + 128) // 257)
+    assert again.bit_depth == (16 if sixteen else 8)  # 16-bit gray comes back as 16-bit RGB
     write_tolerance = WEBP_TOLERANCE if suffix == ".webp" else tolerance
-    error = np.abs(again.rgb.astype(np.int32) - expected_8bit.astype(np.int32)).max()
+    error = np.abs(again.rgb.astype(np.int32) - photo.rgb.astype(np.int32)).max()
     assert error <= write_tolerance, f"written pixels off by {error}"
     if expected_alpha is not None:
         np.testing.assert_array_equal(again.alpha, expected_alpha)
@@ -302,7 +329,10 @@ def test_read_and_write_back_every_kind_of_file(tmp_path: Path, case: str) -> No
         exif.load(again.exif)
         assert exif[MAKE] == "TestCam"
         exif_ifd = exif.get_ifd(ExifTags.IFD.Exif)
-        assert exif_ifd[ExifTags.Base.DateTimeOriginal] == "1950:06:01 12:00:00"
+        if suffix == ".tif" and sixteen:  # tifffile writes no EXIF sub-IFD (module docstring)
+            assert ExifTags.Base.DateTimeOriginal not in exif_ifd
+        else:
+            assert exif_ifd[ExifTags.Base.DateTimeOriginal] == "1950:06:01 12:00:00"
     if "dpi" in options:
         assert again.dpi == pytest.approx((300, 200), abs=0.5)
 
@@ -317,15 +347,220 @@ def test_sixteen_bit_gray_keeps_every_level(tmp_path: Path) -> None:
     assert photo.rgb_float().dtype == np.float32
 
 
+COLOR16 = full_range16((H, W, 3), seed=1)
+ALPHA16 = full_range16((H, W), seed=2)
+GRAY16_FULL = full_range16((H, W), seed=3)
+
+# name: (suffix, write the source, expected rgb, expected alpha, mode)
+SIXTEEN_BIT_SOURCES = {
+    "png-rgb": (".png", lambda p: write_png16(p, COLOR16), COLOR16, None, "RGB"),
+    "png-rgba": (".png", lambda p: write_png16(p, COLOR16, alpha=ALPHA16), COLOR16, ALPHA16,
+                 "RGBA"),
+    "png-la": (".png", lambda p: write_png16(p, GRAY16_FULL, alpha=ALPHA16),
+               np.repeat(GRAY16_FULL[..., None], 3, axis=2), ALPHA16, "LA"),
+    "tiff-rgb": (".tif", lambda p: write_tiff16(p, COLOR16, compression="zlib", predictor=True),
+                 COLOR16, None, "RGB"),
+    "tiff-rgba": (".tif", lambda p: write_tiff16(p, COLOR16, alpha=ALPHA16), COLOR16, ALPHA16,
+                  "RGBA"),
+    "tiff-planar": (".tif", lambda p: write_tiff16(p, COLOR16, planar=True), COLOR16, None, "RGB"),
+    "tiff-big-endian": (".tif", lambda p: write_tiff16(p, COLOR16, byteorder=">"), COLOR16, None,
+                        "RGB"),
+}
+
+
+@pytest.mark.parametrize("case", list(SIXTEEN_BIT_SOURCES))
+def test_sixteen_bit_color_keeps_every_level_both_ways(tmp_path: Path, case: str) -> None:
+    suffix, write_source, expected_rgb, expected_alpha, mode = SIXTEEN_BIT_SOURCES[case]
+    source = tmp_path / f"source{suffix}"
+    write_source(source)
+
+    photo = read_image(source)
+    assert photo.rgb.dtype == np.uint16 and photo.bit_depth == 16 and photo.mode == mode
+    assert photo.is_grayscale == (mode == "LA")
+    np.testing.assert_array_equal(photo.rgb, expected_rgb)
+    if expected_alpha is None:
+        assert photo.alpha is None
+    else:
+        assert photo.alpha.dtype == np.uint16
+        np.testing.assert_array_equal(photo.alpha, expected_alpha)
+
+    out = write_image(tmp_path / f"out{suffix}", photo.rgb, like=photo)
+    samples = 3 if expected_alpha is None else 4  # written as RGB(A), whatever the source layout
+    if suffix == ".png":
+        header = png16_header(out)
+        assert (header["bitdepth"], header["planes"]) == (16, samples)
+    else:
+        assert tiff_sample_layout(out) == (np.dtype(np.uint16), samples)
+    again = read_image(out)
+    assert again.bit_depth == 16
+    np.testing.assert_array_equal(again.rgb, expected_rgb)
+    if expected_alpha is not None:
+        np.testing.assert_array_equal(again.alpha, expected_alpha)
+
+    # 8-bit formats get the rounded values, alpha included
+    eight = read_image(write_image(tmp_path / "out.webp", photo.rgb, like=photo, quality=100))
+    assert eight.bit_depth == 8
+    if expected_alpha is not None:
+        np.testing.assert_array_equal(eight.alpha, (expected_alpha.astype(np.uint32) + 128) // 257)
+
+
+def test_sixteen_bit_tiff_with_premultiplied_alpha(tmp_path: Path) -> None:
+    alpha = np.full((H, W), 32768, np.uint16)
+    alpha[0, 0] = 0
+    straight = (COLOR16 // 2).astype(np.uint16)  # at most 32767, so premultiplied / alpha fits
+    premultiplied = np.round(straight * (alpha[..., None] / 65535)).astype(np.uint16)
+    write_tiff16(tmp_path / "a.tif", premultiplied, alpha=alpha, associated=True)
+    photo = read_image(tmp_path / "a.tif")
+    assert photo.bit_depth == 16
+    np.testing.assert_array_equal(photo.alpha, alpha)
+    error = np.abs(photo.rgb[1:].astype(np.int32) - straight[1:]).max()
+    assert error <= 2, f"unpremultiplied pixels off by {error}"
+    np.testing.assert_array_equal(photo.rgb[0, 0], 0)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
-def test_sixteen_bit_rgb_is_read_at_eight_bits(tmp_path: Path, suffix: str) -> None:
-    # The documented Pillow limit: no 16-bit RGB mode, so the high byte of each sample is kept.
-    pixels = np.random.default_rng(0).integers(0, 65536, (H, W, 3)).astype(np.uint16)
-    path = tmp_path / f"rgb16{suffix}"
-    (write_png16 if suffix == ".png" else write_tiff16_rgb)(path, pixels)
-    photo = read_image(path)
+def test_sixteen_bit_color_keeps_icc_dpi_and_exif(tmp_path: Path, suffix: str) -> None:
+    icc = srgb_icc()
+    exif = make_exif(orientation=1).tobytes()
+    source = tmp_path / f"source{suffix}"
+    if suffix == ".png":
+        write_png16(source, COLOR16, icc=icc, exif=exif, dpi=(300, 200))
+    else:
+        write_tiff16(source, COLOR16, iccprofile=icc, resolution=(300, 200),
+                     resolutionunit="INCH", extratags=[(MAKE, "s", 0, "TestCam", True)])
+
+    photo = read_image(source)
+    assert photo.bit_depth == 16
+    np.testing.assert_array_equal(photo.rgb, COLOR16)  # an sRGB profile needs no conversion
+    assert photo.icc_profile == icc
+    assert photo.dpi == pytest.approx((300, 200), abs=0.5)
+
+    out = write_image(tmp_path / f"out{suffix}", photo.rgb, like=photo)
+    again = read_image(out)
+    np.testing.assert_array_equal(again.rgb, COLOR16)
+    assert again.icc_profile == icc
+    assert again.dpi == pytest.approx((300, 200), abs=0.5)
+    written = Image.Exif()
+    written.load(again.exif)
+    assert written[MAKE] == "TestCam"
+    assert written.get(ORIENTATION, 1) == 1
+    if suffix == ".png":  # the whole EXIF block travels in the eXIf chunk
+        exif_ifd = written.get_ifd(ExifTags.IFD.Exif)
+        assert exif_ifd[ExifTags.Base.DateTimeOriginal] == "1950:06:01 12:00:00"
+    with tifffile.TiffFile(out) if suffix == ".tif" else contextlib.nullcontext() as tif:
+        if tif is not None:  # what other readers see: the standard tags, Deflate
+            tags = tif.pages[0].tags
+            assert tags["InterColorProfile"].value == icc
+            assert tags["ResolutionUnit"].value == 2  # inch
+            assert tags["Compression"].value == 8  # Adobe Deflate
+            assert tags["Make"].value == "TestCam"
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sixteen_bit_png_orientation_matches_pillows_eight_bit_path(
+        tmp_path: Path, orientation: int) -> None:
+    stored = full_range16((10, 16, 3), seed=orientation)  # not square: turns change the size
+    exif = make_exif(orientation=orientation).tobytes()
+    # odd orientations put eXIf after the pixels, as some older writers do
+    write_png16(tmp_path / "wide.png", stored, exif=exif, dpi=(300, 100),
+                exif_after_pixels=orientation % 2 == 1)
+    Image.fromarray((stored >> 8).astype(np.uint8)).save(tmp_path / "narrow.png", exif=exif,
+                                                         dpi=(300, 100))
+    wide, narrow = read_image(tmp_path / "wide.png"), read_image(tmp_path / "narrow.png")
+    assert wide.bit_depth == 16 and wide.size == narrow.size
+    np.testing.assert_array_equal(wide.rgb >> 8, narrow.rgb)
+    assert wide.dpi == pytest.approx(narrow.dpi)
+    written = Image.Exif()
+    written.load(wide.exif)
+    assert written[ORIENTATION] == 1 and written[MAKE] == "TestCam"
+
+
+def test_sixteen_bit_tiff_orientation_is_applied(tmp_path: Path) -> None:
+    stored = full_range16((10, 16, 3), seed=9)
+    write_tiff16(tmp_path / "wide.tif", stored, extratags=[(ORIENTATION, "H", 1, 6, True)])
+    Image.fromarray((stored >> 8).astype(np.uint8)).save(
+        tmp_path / "narrow.tif", exif=make_exif(orientation=6).tobytes())
+    wide, narrow = read_image(tmp_path / "wide.tif"), read_image(tmp_path / "narrow.tif")
+    assert wide.size == narrow.size == (10, 16)
+    np.testing.assert_array_equal(wide.rgb >> 8, narrow.rgb)
+    assert read_image_size(tmp_path / "wide.tif") == (10, 16)
+
+
+def test_sixteen_bit_gray_scan_is_written_back_as_sixteen_bit_rgb(tmp_path: Path) -> None:
+    Image.fromarray(GRAY16_FULL).save(tmp_path / "scan.png", dpi=(600, 600))
+    scan = read_image(tmp_path / "scan.png")
+    assert scan.mode == "I;16" and scan.bit_depth == 16
+    colorized = COLOR16  # what a colorizer returns at the scan's depth
+
+    out = write_image(tmp_path / "color.png", colorized, like=scan)
+    header = png16_header(out)
+    assert (header["bitdepth"], header["planes"], header["greyscale"]) == (16, 3, False)
+    again = read_image(out)
+    assert again.mode == "RGB" and again.bit_depth == 16
+    np.testing.assert_array_equal(again.rgb, colorized)
+    assert again.dpi == pytest.approx((600, 600), abs=0.5)
+
+    # float results follow like.bit_depth: 16 bits for this scan ...
+    as_float = colorized.astype(np.float32) / 65535
+    np.testing.assert_array_equal(read_image(write_image(tmp_path / "f.tif", as_float,
+                                                         like=scan)).rgb, colorized)
+    # ... 8 bits for an 8-bit source
+    eight = read_image(tmp_path / "scan.png")
+    eight.bit_depth = 8
+    assert read_image(write_image(tmp_path / "e.png", as_float, like=eight)).bit_depth == 8
+
+
+def test_sixteen_bit_rgb_with_other_profile_is_converted_in_eight_bits(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The documented limit: Pillow converts 8-bit RGB only.
+    stored = np.empty((H, W, 3), np.uint16)
+    stored[...] = (200 * 257, 30 * 257, 90 * 257)
+    write_png16(tmp_path / "tagged.png", stored, icc=swapped_rgb_icc())
+    photo = read_image(tmp_path / "tagged.png")
     assert photo.rgb.dtype == np.uint8 and photo.bit_depth == 8
-    np.testing.assert_array_equal(photo.rgb, (pixels >> 8).astype(np.uint8))
+    expected = [gamma22_to_srgb(v) for v in (30, 200, 90)]
+    np.testing.assert_allclose(photo.rgb[0, 0], expected, atol=1.5)
+    assert "8 bits" in caplog.text
+
+    # 16-bit output cannot be converted into that profile: it stays sRGB, tagged as such
+    caplog.clear()
+    out = write_image(tmp_path / "out.png", photo.rgb.astype(np.uint16) * 257, like=photo)
+    with Image.open(out) as written:
+        assert is_srgb_profile(written.info["icc_profile"])
+    assert "sRGB profile" in caplog.text
+    np.testing.assert_array_equal(read_image(out).rgb[0, 0], photo.rgb[0, 0].astype(int) * 257)
+
+
+def test_tiff_compression_tifffile_cannot_decode_is_read_by_pillow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    write_tiff16(tmp_path / "lzw.tif", COLOR16)
+    monkeypatch.setattr(imageio, "_tifffile_decodes", lambda compression: False)  # as for LZW
+    photo = read_image(tmp_path / "lzw.tif")
+    assert photo.bit_depth == 8
+    np.testing.assert_array_equal(photo.rgb, (COLOR16 >> 8).astype(np.uint8))  # Pillow: high byte
+    assert "imagecodecs" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_truncated_sixteen_bit_files(tmp_path: Path, suffix: str) -> None:
+    noisy = full_range16((64, 64, 3), seed=4)
+    whole = write_image(tmp_path / f"whole{suffix}", noisy)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 3 // 4])
+    _assert_read_error(cut, "truncated or corrupt")
+
+
+def test_pillows_bomb_warning_is_silenced_only_while_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(RGB).save(tmp_path / "big.tif")  # 384 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)  # warns above 300, refuses above 600
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_image(tmp_path / "big.tif").rgb, RGB)
+        assert read_image_size(tmp_path / "big.tif") == (W, H)
+    with pytest.warns(Image.DecompressionBombWarning):  # elsewhere Pillow still warns
+        Image.open(tmp_path / "big.tif").close()
 
 
 def test_less_common_modes(tmp_path: Path) -> None:
@@ -559,13 +794,21 @@ def test_pillows_own_limit_inside_a_decoder_becomes_a_read_error(tmp_path: Path)
 # ---------------------------------------------------------------------------------------- writing
 
 
-def test_float_and_sixteen_bit_input_are_rounded_to_eight_bits(tmp_path: Path) -> None:
+def test_float_is_written_at_eight_bits_and_uint16_at_sixteen(tmp_path: Path) -> None:
     values = np.linspace(0, 1, W * H * 3, dtype=np.float32).reshape(H, W, 3)
     write_image(tmp_path / "f.png", values)
     np.testing.assert_array_equal(read_image(tmp_path / "f.png").rgb, np.round(values * 255))
-    wide = (values * 65535).round().astype(np.uint16)
-    write_image(tmp_path / "w.png", wide)
-    np.testing.assert_array_equal(read_image(tmp_path / "w.png").rgb, np.round(wide / 257))
+    assert png16_header(tmp_path / "f.png")["bitdepth"] == 8
+    wide = full_range16((H, W, 3))
+    for name in ("w.png", "w.tif"):
+        again = read_image(write_image(tmp_path / name, wide))
+        assert again.bit_depth == 16
+        np.testing.assert_array_equal(again.rgb, wide)
+    for name in ("w.jpg", "w.webp", "w.bmp"):  # these formats hold 8 bits
+        again = read_image(write_image(tmp_path / name, wide, quality=100))
+        assert again.bit_depth == 8
+        if name == "w.bmp":
+            np.testing.assert_array_equal(again.rgb, (wide.astype(np.uint32) + 128) // 257)
     write_image(tmp_path / "c.png", np.full((2, 2, 3), 1.7))
     assert read_image(tmp_path / "c.png").rgb.min() == 255
 
