@@ -14,6 +14,7 @@ from typing import Annotated, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from recolor import __version__
 from recolor.errors import RecolorError
@@ -42,9 +43,10 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except RecolorError as error:
-            message = f"[bold red]error:[/] {error.cause}"
+            # Causes and fixes are plain text: paths and `pip install "recolor-cli[coco]"` hold brackets.
+            message = f"[bold red]error:[/] {escape(error.cause)}"
             if error.fix:
-                message += f" [dim]→[/] {error.fix}"
+                message += f" [dim]→[/] {escape(error.fix)}"
             error_console.print(message, highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
 
@@ -71,6 +73,407 @@ def main_options(
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 Workers = Annotated[int, typer.Option(min=0, help="Worker processes for decoding images (0: in the main process).")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
+
+
+class PrepareSplit(str, Enum):
+    """`recolor prepare --split` (FiftyOne's split names)."""
+
+    train = "train"
+    validation = "validation"
+    all = "all"
+
+
+@app.command()
+@friendly_errors
+def prepare(
+    source: Annotated[str, typer.Argument(
+        help='coco (COCO-2017 through FiftyOne: pip install "recolor-cli[coco]") or a folder of photos '
+             "(searched recursively; an existing train/ + val/ layout is kept).", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", help="The DATA folder to write; running again does only the missing work.", show_default=False)],
+    split: Annotated[PrepareSplit, typer.Option(help="Which split(s) to prepare.")] = PrepareSplit.all,
+    max_samples: Annotated[Optional[int], typer.Option(
+        min=1, help="At most N photos per split (COCO: the N lowest image ids; a folder: a fixed subset chosen "
+                    "by path hash).", show_default=False)] = None,
+    size: Annotated[int, typer.Option(
+        min=16, help="Side of the square crops in px: short side resized to SIZE, center square kept. "
+                     "The U-Net needs a multiple of 32.")] = 256,
+    val_fraction: Annotated[float, typer.Option(
+        min=0.0, max=0.99, help="Share of a folder without train/ + val/ that goes to val (chosen by a hash "
+                                "of each relative path).")] = 0.1,
+    workers: Workers = 4,
+    bins: Annotated[int, typer.Option(
+        min=2, help="ab histogram bins per axis, over [-110, 110] (odd: neutral gray in one bin).")] = 33,
+    eps: Annotated[Optional[float], typer.Option(
+        min=0.0, help="eps of the note's w = 1/(p + eps); default: Zhang et al.'s mix with the uniform "
+                      "distribution, eps = 1/Q (Q: bins sRGB reaches).", show_default=False)] = None,
+    smoothing: Annotated[float, typer.Option(
+        min=0.0, help="Gaussian sigma in ab units applied to the ab histogram before the weights (0: none).")] = 5.0,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Where COCO downloads are kept (default: $RECOLOR_CACHE or ~/.cache/recolor).",
+        show_default=False)] = None,
+) -> None:
+    """Crop COCO or a folder of photos into a fast training store and compute the ab rebalancing weights."""
+    from recolor.data.prepare import prepare as prepare_data
+
+    info = prepare_data(
+        source, out, split=split.value, max_samples=max_samples, size=size, val_fraction=val_fraction,
+        workers=workers, bins=bins, eps=eps, smoothing=smoothing, cache_dir=cache_dir, console=error_console,
+    )
+    counts = ", ".join(f"{name} {count:,}" for name, count in info["counts"].items())
+    console.print(f"prepared {counts} crops of {info['size']} px into {out} in {info['seconds']} s", highlight=False)
+    weights = info["ab_weights"]
+    console.print(
+        f"ab weights: {weights['bins']}x{weights['bins']} bins over {weights['split']}, eps {weights['eps']:.3g}, "
+        f"smoothing {weights['smoothing_sigma_ab']:g}: {weights['fraction_bins_at_floor']:.1%} of reachable bins at "
+        f"the {weights['w_min']:g} floor (the note's formula with eps {weights['note_formula']['eps']:g}: "
+        f"{weights['note_formula']['fraction_bins_at_floor']:.1%}); maps in {out / info['images']['weights']}",
+        highlight=False)
+    shown = 20
+    if info["skipped"]:
+        error_console.print(f"[yellow]skipped {len(info['skipped'])} file(s):[/]", highlight=False)
+        for item in info["skipped"][:shown]:
+            error_console.print(f"  {item['file']}: {item['reason']}", highlight=False, soft_wrap=True, markup=False)
+        if len(info["skipped"]) > shown:
+            error_console.print(f"  ... and {len(info['skipped']) - shown} more (all listed in prepare.json)")
+
+
+class TrainPrecision(str, Enum):
+    """`recolor train --precision`."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def _recipe_names(incomplete: str) -> list[str]:
+    from recolor.recipes import RECIPES
+
+    return [name for name in RECIPES if name.startswith(incomplete)]
+
+
+@app.command()
+@friendly_errors
+def train(
+    recipe: Annotated[str, typer.Argument(
+        help="gan, wgan or progan: a recipe of recolor.recipes.RECIPES (numbers in docs/training.md).",
+        autocompletion=_recipe_names, show_default=False)],
+    data: Annotated[Optional[Path], typer.Option(
+        "--data", help="A folder written by `recolor prepare` (default with --resume: the run's).",
+        show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Total epochs of the run (default: the recipe's, 27 / 27 / 20). With --resume, a larger "
+                    "number trains the remaining epochs.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=2, help="Images per batch and process (default: 16).", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option(
+        min=32, help="Training crop in px, a multiple of 32: random crops (train) and center crops (val) of the "
+                     "prepared images (default: the prepared size).", show_default=False)] = None,
+    width: Annotated[Optional[int], typer.Option(
+        min=1, help="Base width of the U-Net and the PatchGAN (64 in the note) (default: 64).",
+        show_default=False)] = None,
+    out: Annotated[Path, typer.Option(help="Folder of run folders.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option(
+        help="Run folder name under --out (default: the recipe's name).", show_default=False)] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue a run: its folder, or its name under --out.", show_default=False)] = None,
+    device: Device = "auto",
+    precision: Annotated[TrainPrecision, typer.Option(
+        help="auto: bf16 on CUDA (fp16 where bf16 is missing), fp32 on CPU. fp16 uses a gradient scaler "
+             "(CUDA only).")] = TrainPrecision.auto,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, shuffling and crops (default: 0).",
+                                                show_default=False)] = None,
+    workers: Workers = 2,
+    recon_weight: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Constant λ of the AB-rebalanced L1 (recipe: 70; wgan: 70 → 10 → 30).",
+        show_default=False)] = None,
+    recon_schedule: Annotated[Optional[str], typer.Option(
+        help="λ of the L1 by epoch, FIRST_EPOCH:VALUE pairs, e.g. 1:70,19:10,26:30.", show_default=False)] = None,
+    schedule_scale: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Stretch the λ schedule's phases by this factor (0.5: wgan's 70 → 10 → 30 at epochs "
+                      "1, 10, 14).", show_default=False)] = None,
+    perceptual_weight: Annotated[Optional[float], typer.Option(
+        min=0.0, help="λ of the VGG-16 perceptual loss (progan: 100; 0 turns it off).", show_default=False)] = None,
+    perceptual_backbone: Annotated[Optional[str], typer.Option(
+        help="vgg16 (torchvision ImageNet weights, downloaded once) or vgg16-random (fixed random weights: "
+             "offline, a weaker signal) (default: vgg16).", show_default=False)] = None,
+    lr_g: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Generator learning rate (recipe: 4e-4).", show_default=False)] = None,
+    lr_d: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Discriminator learning rate (recipe: 5e-5).", show_default=False)] = None,
+    d_layers: Annotated[Optional[int], typer.Option(
+        min=3, max=5, help="PatchGAN depth: 3, 4 (recipe) or 5 strided convolutions.", show_default=False)] = None,
+    critic_steps: Annotated[Optional[int], typer.Option(
+        min=1, help="Critic steps per generator step (wgan: 5, others 1).", show_default=False)] = None,
+    gp_weight: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Gradient-penalty weight (wgan: 10).", show_default=False)] = None,
+    soft_labels: Annotated[Optional[tuple[float, float]], typer.Option(
+        help="Discriminator targets REAL FAKE (gan, progan: 0.8 0.2).", show_default=False)] = None,
+    flip: Annotated[Optional[bool], typer.Option(
+        "--flip/--no-flip", help="Random horizontal flips (default: on).", show_default=False)] = None,
+    compile: Annotated[Optional[bool], typer.Option(
+        "--compile/--no-compile", help="torch.compile the networks (default: off).", show_default=False)] = None,
+    channels_last: Annotated[Optional[bool], typer.Option(
+        "--channels-last/--no-channels-last", help="channels-last memory layout (default: on for CUDA).",
+        show_default=False)] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(
+        min=1, help="At most this many batches per epoch (short runs, benchmarks).", show_default=False)] = None,
+    val_images: Annotated[Optional[int], typer.Option(
+        min=0, help="Validation images for the per-epoch PSNR (default: 64).", show_default=False)] = None,
+    sample_images: Annotated[Optional[int], typer.Option(
+        min=0, help="Rows of samples/epoch_NNN.png (default: 6).", show_default=False)] = None,
+) -> None:
+    """Train a recipe (gan, wgan, progan) on prepared data into a run folder.
+
+    runs/NAME gets config.json, model.safetensors (use it with --model runs/NAME), checkpoint.pt,
+    metrics.jsonl and samples/. Ctrl-C saves a checkpoint; --resume continues. On several GPUs or
+    machines: torchrun --nproc-per-node N -m recolor train ...
+    """
+    from recolor.train import RichDisplay, train as train_run
+
+    settings = {
+        "epochs": epochs, "batch_size": batch_size, "size": size, "width": width, "seed": seed, "flip": flip,
+        "val_images": val_images, "sample_images": sample_images, "perceptual_backbone": perceptual_backbone,
+        "steps_per_epoch": steps_per_epoch, "workers": workers, "device": device, "precision": precision.value,
+        "compile": compile, "channels_last": channels_last,
+    }
+    overrides = {
+        "recon_weight": recon_weight, "recon_schedule": recon_schedule, "schedule_scale": schedule_scale,
+        "perceptual_weight": perceptual_weight, "lr_g": lr_g, "lr_d": lr_d, "d_layers": d_layers,
+        "critic_steps": critic_steps, "gp_weight": gp_weight, "soft_labels": soft_labels,
+    }
+    result = train_run(recipe, data, out=out, name=name, resume=resume, settings=settings, overrides=overrides,
+                       display=RichDisplay(error_console))
+    if result.run_dir is None:  # a DDP rank other than 0: rank 0 reports
+        return
+    if result.interrupted:
+        error_console.print(f"interrupted after {result.epochs_done} complete epoch(s); checkpoint saved in "
+                            f"{result.run_dir} → continue with: recolor train {recipe} --resume {result.run_dir}",
+                            highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    last = result.metrics[-1] if result.metrics else {}
+    psnr = last.get("val_psnr")
+    quality = f", val PSNR {psnr:.2f} dB (gray {last['val_psnr_gray']:.2f} dB)" if psnr is not None else ""
+    console.print(f"trained {result.epochs_done} epoch(s) into {result.run_dir}{quality}; "
+                  f"use it with: recolor apply --model {result.run_dir}", highlight=False, soft_wrap=True)
+
+
+class EvalFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    csv = "csv"
+
+
+@app.command("eval")
+@friendly_errors
+def eval_command(
+    data: Annotated[Path, typer.Option(
+        "--data", help="A folder of color photos (searched recursively) or a prepared DATA folder (its val split).",
+        show_default=False)],
+    models: Annotated[Optional[list[str]], typer.Argument(
+        help="Models to score after the gray baseline: built-in names, run folders, weights folders or Hub ids "
+             "(org/name or org/name@revision), resolved as `recolor apply --model` resolves them.", show_default=False)] = None,
+    all_models: Annotated[bool, typer.Option(
+        "--all", help="Also score every built-in model; those that cannot be loaded are reported and left out.")] = False,
+    size: Annotated[int, typer.Option(min=32, help="Evaluate at SIZE x SIZE px (short side resized, center crop).")] = 256,
+    limit: Annotated[Optional[int], typer.Option(
+        min=1, help="Only the first N photos (sorted by path).", show_default=False)] = None,
+    batch_size: BatchSize = 16,
+    device: Device = "auto",
+    workers: Annotated[Optional[int], typer.Option(
+        min=0, help="Worker processes decoding photos (default: 0 on a CPU, where the metrics use every core; "
+                    "up to 4 beside a GPU).", show_default=False)] = None,
+    perceptual: Annotated[bool, typer.Option(
+        "--perceptual/--no-perceptual", help="Try the VGG distance, LPIPS and FID (they need pretrained weights).")] = True,
+    output_format: Annotated[EvalFormat, typer.Option("--format", help="How to print the results.")] = EvalFormat.table,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the --format output to this file (atomically); the table still prints.", show_default=False)] = None,
+) -> None:
+    """Score models and the gray baseline (ab = 0) on the same photos: PSNR, SSIM, colorfulness, VGG, LPIPS, FID."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from recolor import evaluate as ev
+    from recolor.imageio import atomic_write
+
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=error_console, transient=True) as progress:
+        task = progress.add_task("eval", total=None)
+        report = ev.evaluate(
+            data, models or [], all_builtin=all_models, size=size, limit=limit, batch_size=batch_size,
+            device=device, workers=workers, perceptual=perceptual,
+            on_start=lambda total: progress.update(task, total=total),
+            on_batch=lambda count: progress.advance(task, count),
+        )
+    render = {EvalFormat.table: ev.to_text, EvalFormat.markdown: ev.to_markdown, EvalFormat.json: ev.to_json_text,
+              EvalFormat.csv: ev.to_csv}[output_format]
+    if out is not None:
+        text = render(report)
+        atomic_write(out, lambda fp: fp.write(text.encode("utf-8")))
+    if out is not None or output_format is EvalFormat.table:
+        console.print(ev.to_rich_table(report))
+    else:
+        typer.echo(render(report), nl=False)
+    for name, reason in report.unavailable.items():
+        if perceptual or name not in ev.PERCEPTUAL:  # --no-perceptual needs no reminder
+            error_console.print(f"[yellow]{name} unavailable:[/] {reason}", highlight=False, soft_wrap=True)
+    shown = 20
+    if report.skipped:
+        error_console.print(f"[yellow]left out {len(report.skipped)} image(s):[/]", highlight=False)
+        for item in report.skipped[:shown]:
+            error_console.print(f"  {item['file']}: {item['reason']}", highlight=False, soft_wrap=True, markup=False)
+        if len(report.skipped) > shown:
+            error_console.print(f"  ... and {len(report.skipped) - shown} more (all listed by --format json)")
+    if out is not None:
+        error_console.print(f"wrote {out}", highlight=False)
+
+
+class ApplyFormat(str, Enum):
+    """`recolor apply --format`: same keeps each input's format (GIF becomes PNG)."""
+
+    same = "same"
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+    tiff = "tiff"
+
+
+class Upsample(str, Enum):
+    """`recolor apply --upsample`: how the render-size ab reaches full resolution."""
+
+    bilinear = "bilinear"
+    guided = "guided"
+
+
+@app.command()
+@friendly_errors
+def apply(
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", help="Image files, folders (mirrored under --out) or globs.", show_default=False)],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="A built-in name (see `recolor models list`; default: gan), a run or weights folder, "
+                              "or a Hugging Face Hub id org/name or org/name@revision.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output folder (default: ./colorized, or FOLDER-colorized beside an input folder "
+                            "that holds the current directory).", show_default=False)] = None,
+    recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
+    render_size: Annotated[int, typer.Option(
+        min=32, help="Long side in px at which the network runs (a multiple of 32); ab is upsampled to full size.")] = 256,
+    format: Annotated[ApplyFormat, typer.Option(
+        "--format", help="Output format; same keeps each input's (GIF becomes PNG).")] = ApplyFormat.same,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG and WebP quality.")] = 95,
+    suffix: Annotated[str, typer.Option(help="Added to each output's file stem, e.g. _color.")] = "",
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default they are skipped).")] = False,
+    saturation: Annotated[float, typer.Option(
+        min=0.0, max=4.0, help="Chroma gain (0: gray, 1: as predicted); colors stay inside sRGB.")] = 1.0,
+    compare: Annotated[bool, typer.Option(
+        help="Also write a before/after image per input under OUT/compare and OUT/index.html.")] = False,
+    upsample: Annotated[Upsample, typer.Option(
+        help="bilinear, or guided: ab follows the edges of the full-resolution L (a guided filter's slope).")
+    ] = Upsample.bilinear,
+    device: Device = "auto",
+    batch_size: BatchSize = 8,
+    dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
+) -> None:
+    """Colorize photos at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
+
+    Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error.
+    """
+    from recolor import colorize, report
+    from recolor.devices import resolve_device
+    from recolor.models import DEFAULT_MODEL, load_model
+
+    model = model or DEFAULT_MODEL
+    colorize.render_shape(render_size, render_size, render_size)  # a bad --render-size is a usage error now
+    plan = colorize.plan_jobs(inputs, out=out, recursive=recursive, format=format.value, suffix=suffix,
+                              overwrite=overwrite, compare=compare)
+    report.print_plan(plan, error_console, dry_run=dry_run)
+    if dry_run:
+        console.print(f"model: {model}, output folder: {plan.out}", highlight=False, markup=False)
+        return
+    if not plan.jobs:
+        console.print(f"nothing to do: all {len(plan.skipped)} output(s) exist in {plan.out}", highlight=False,
+                      markup=False)
+        return
+    torch_device = resolve_device(device)
+    generator, _ = load_model(model, device=torch_device)
+    options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
+                                    quality=quality, batch_size=batch_size)
+    with report.apply_progress(error_console) as progress:
+        task = progress.add_task(f"colorizing ({model} on {torch_device})", total=len(plan.jobs))
+        summary = colorize.run(plan, colorize.Colorizer(generator, torch_device), options=options,
+                               format=format.value, on_result=lambda result: progress.advance(task))
+    report.print_summary(summary, console, error_console)
+    if compare:
+        console.print(f"contact sheet: {plan.out / 'index.html'}", highlight=False, markup=False)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+@friendly_errors
+def models_list() -> None:
+    """The built-in models: where this install has their weights, and their Hub repos."""
+    from rich.table import Table
+
+    from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, model_status
+
+    table = Table("name", "weights here", "hub repo", "revision", "sha256", "description")
+    for name, entry in BUILTIN_MODELS.items():
+        status = model_status(entry)
+        where = {"package": "in package", "cache": "pulled (HF cache)", "missing": "[yellow]not installed[/]"}
+        table.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), where[status.location],
+                      entry.repo_id + ("" if entry.revision else " (to be published)"),
+                      (entry.revision or "-")[:12], (entry.sha256 or "-")[:12], entry.description)
+    console.print(table)
+
+
+@models_app.command("pull")
+@friendly_errors
+def models_pull(
+    name: Annotated[str, typer.Argument(help="A built-in name, or a Hub id org/name or org/name@revision.", show_default=False)],
+    force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
+) -> None:
+    """Download a model into the Hugging Face cache (built-ins at their pinned revision, sha256 checked)."""
+    from recolor.models import pull
+
+    folder = pull(name, force=force)
+    console.print(f"{name}: ready in {folder}", highlight=False, markup=False)
+
+
+@models_app.command("verify")
+@friendly_errors
+def models_verify(
+    names: Annotated[Optional[list[str]], typer.Argument(
+        help="Built-in names or model folders (default: every built-in model).", show_default=False)] = None,
+) -> None:
+    """Check installed weights against the registry's sha256 and load them; exit 1 on any mismatch."""
+    from rich.markup import escape
+
+    from recolor.models import BUILTIN_MODELS, model_status, resolve_model, verify_folder
+
+    bad = 0
+    for name in names or list(BUILTIN_MODELS):
+        if name in BUILTIN_MODELS:
+            status = model_status(BUILTIN_MODELS[name], check=True)
+            if status.location == "missing":
+                line = f"{name}: not installed (nothing to verify)"
+            elif status.ok is False:
+                bad += 1
+                line = f"[red]{escape(name)}: FAILED[/] ({escape(str(status.folder))}): {escape(status.problem or '')}"
+            else:
+                known = "matches the registry" if status.ok else "no sha256 in the registry yet"
+                line = escape(f"{name}: ok ({status.location}, sha256 {status.sha256[:12]}…, {known}; loads)")
+        else:
+            folder = resolve_model(name, offline=True)
+            digest, problem = verify_folder(folder)
+            bad += problem is not None
+            line = (f"[red]{escape(name)}: FAILED[/]: {escape(problem)}" if problem
+                    else escape(f"{name}: ok ({folder}, sha256 {digest}; loads)"))
+        console.print(line, highlight=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)
 
 
 def main() -> None:

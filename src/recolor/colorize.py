@@ -1,0 +1,617 @@
+"""The apply engine: colorize image files at full resolution, many at a time, with bounded memory.
+
+For each photo:
+
+1. The photo is shrunk (Pillow, antialiased) so its long side is the render size and both sides
+   are multiples of 32 (the U-Net's stride), keeping the aspect ratio to within 16 pixels at
+   render size; the network sees the L of that small image.
+2. The network's ab (at render size) is upsampled to the photo's full size, bilinearly or anchored
+   on a guided filter's slope so that it follows the edges of L, and joined with the L of the
+   original pixels, so every pixel of detail is the input's own. Inputs already in color are
+   recolored from their L alone.
+3. The saturation gain multiplies the chroma; colors that end up outside sRGB are pulled back
+   towards gray at constant L and hue (not clipped per channel, which would shift both).
+
+Steps 2 and 3 run in numpy on bands of rows (about 65,000 pixels each), so a photo needs little
+beyond its own uint8 pixels and the output's. Decoding runs in a thread pool ahead of the network
+and encoding (with the join) in another one behind it; photos are batched across files by render
+shape, and the pixels held at once are capped.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from recolor.color import _RGB_TO_XYZ, _WHITE, AB_SCALE
+from recolor.errors import ImageWriteError, RecolorError, UsageError
+from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
+
+# The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
+RENDER_MULTIPLE = 32
+# Rows are joined in bands of about this many pixels: big enough for vector code to pay off, small
+# enough that the float temporaries stay in the CPU's cache (about a megabyte each).
+BAND_PIXELS = 1 << 16
+# Photos held in memory at once (decoded, waiting for the network or for encoding), in pixels;
+# at least one photo is always admitted, however large.
+DEFAULT_PIXEL_BUDGET = 64_000_000
+FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES)
+UPSAMPLE_MODES = ("bilinear", "guided")
+COMPARE_FOLDER = "compare"
+# The guided filter's slope, fitted at render size: window radius in render pixels, and the
+# regulariser on the variance of L/100 (smaller: follows L edges more closely, and L's grain too).
+# Chosen on scikit-image's color samples with benchmarks/upsample_quality.py.
+GUIDED_RADIUS = 1
+GUIDED_EPS = 1e-3
+
+
+# --------------------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its result (and its before/after image) go."""
+
+    source: Path
+    output: Path
+    compare: Path | None = None
+
+
+@dataclass
+class Plan:
+    """What an apply run will do: `jobs` to colorize, `skipped` whose output already exists."""
+
+    out: Path
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def _walk(folder: Path, *, recursive: bool, exclude: Path) -> list[Path]:
+    """Image files under `folder` (by suffix), sorted; hidden files and folders and `exclude` skipped."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        root_path = Path(root)
+        # Pruning in place keeps os.walk out of hidden folders and the output folder.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (root_path / d).resolve() != exclude)
+        if not recursive:
+            dirs[:] = []
+        for name in sorted(files):
+            path = root_path / name
+            if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES:
+                found.append(path)
+    return found
+
+
+def _expand(inputs: Sequence[str]) -> list[Path]:
+    """INPUT arguments -> existing paths; globs are expanded here for shells (and quotes) that don't."""
+    paths = []
+    for text in inputs:
+        path = Path(text).expanduser()
+        if path.exists():
+            paths.append(path)
+            continue
+        if any(char in text for char in "*?["):
+            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            if not matches:
+                raise UsageError(f"no file matches {text!r}", "check the pattern")
+            paths.extend(Path(match) for match in matches)
+            continue
+        raise UsageError(f"input {text} does not exist", "check the path")
+    return paths
+
+
+def default_out(inputs: Sequence[Path], cwd: Path | None = None) -> Path:
+    """`./colorized`, unless that lies inside an input folder: then `FOLDER-colorized` beside it."""
+    cwd = (cwd or Path.cwd()).resolve()
+    candidate = cwd / "colorized"
+    folders = sorted((p.resolve() for p in inputs if p.is_dir()), key=lambda p: len(p.parts))
+    for folder in folders:
+        if candidate.is_relative_to(folder):
+            return folder.parent / f"{folder.name or 'input'}-colorized"
+    return candidate
+
+
+class _Names:
+    """Hands out output paths that never collide (case-insensitively), adding -2, -3, ... to stems."""
+
+    def __init__(self, reserved: Iterable[Path] = ()) -> None:
+        self._taken = {str(p).lower() for p in reserved}
+
+    def claim(self, path: Path) -> Path:
+        candidate, number = path, 1
+        while str(candidate).lower() in self._taken:
+            number += 1
+            candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        self._taken.add(str(candidate).lower())
+        return candidate
+
+
+def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool = True, format: str = "same",
+              suffix: str = "", overwrite: bool = False, compare: bool = False) -> Plan:
+    """Map INPUT files, folders and globs to output paths under `out`.
+
+    A folder INPUT is mirrored as `out/FOLDER/...`; a file INPUT goes to `out/NAME`. The output's
+    stem gets `suffix`; its extension is the input's (`format="same"`, GIF -> PNG) or the format's.
+    Clashing names get -2, -3, ...; no output is ever an input file. Raises UsageError when the
+    inputs name no image at all.
+    """
+    if format not in OUTPUT_FORMATS:
+        raise UsageError(f"unknown output format {format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+    paths = _expand(inputs)
+    out = (out or default_out(paths)).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder", "name a folder (it is created if missing)")
+    sources: list[tuple[Path, Path]] = []  # (file, folder it goes to relative to out)
+    bases = _Names()  # two folder inputs called `photos` go to photos/ and photos-2/
+    for path in paths:
+        if path.is_dir():
+            base = bases.claim(Path(path.resolve().name or "input"))
+            for file in _walk(path, recursive=recursive, exclude=out):
+                if not file.resolve().is_relative_to(out):
+                    sources.append((file, base / file.parent.relative_to(path)))
+        else:  # a file named on the command line is taken even inside `out`; see the check below
+            sources.append((path, Path()))
+    seen: set[Path] = set()
+    unique = []
+    for file, relative in sources:
+        if file.resolve() not in seen:
+            seen.add(file.resolve())
+            unique.append((file, relative))
+    if not unique:
+        raise UsageError(f"no image files found in {', '.join(inputs)}",
+                         f"recolor reads {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+                         + ("" if recursive else "; --recursive also looks into sub-folders"))
+
+    plan = Plan(out=out)
+    names = _Names(reserved=[out / "index.html"])
+    gifs = 0
+    for file, relative in unique:
+        extension = file.suffix.lower() if format == "same" else FORMAT_SUFFIXES[format]
+        if extension == ".gif":
+            extension, gifs = ".png", gifs + 1
+        output = names.claim(out / relative / f"{file.stem}{suffix}{extension}")
+        if output.resolve() in seen:
+            raise UsageError(f"the output {output} would overwrite an input", "choose another --out or a --suffix")
+        preview = names.claim(out / COMPARE_FOLDER / relative / f"{output.name}.jpg") if compare else None
+        job = Job(source=file, output=output, compare=preview)
+        done = output.exists() and (preview is None or preview.exists())
+        (plan.skipped if done and not overwrite else plan.jobs).append(job)
+    if gifs:
+        plan.notes.append(f"{gifs} GIF input(s) will be written as PNG (GIF holds only 256 colors)")
+    return plan
+
+
+# ------------------------------------------------------------------------------------ pixel math
+
+
+def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
+    """(height, width) for the network: long side `render_size`, both multiples of 32, aspect kept."""
+    if render_size < RENDER_MULTIPLE or render_size % RENDER_MULTIPLE:
+        raise UsageError(f"render size {render_size} is not a positive multiple of {RENDER_MULTIPLE}",
+                         "use 256 (what the models are trained at), 384, 512, ...")
+    long_side, short_side = max(width, height), min(width, height)
+    short = max(RENDER_MULTIPLE, round(render_size * short_side / long_side / RENDER_MULTIPLE) * RENDER_MULTIPLE)
+    return (render_size, short) if height >= width else (short, render_size)
+
+
+_EPSILON, _KAPPA = 216 / 24389, 24389 / 27  # CIE constants, as in recolor.color
+# The full-resolution math runs in numpy float32 on bands of rows, one thread per photo: on a
+# shared CPU torch's intra-op threads spin against each other (measured 7x slower at 2 threads on
+# a loaded 2-core machine), while numpy's single-threaded ufuncs on cache-sized bands do not.
+_Y_WEIGHTS = np.array(_RGB_TO_XYZ[1], dtype=np.float32)  # sRGB linear -> Y
+_XYZ_TO_LINEAR = np.linalg.inv(np.array(_RGB_TO_XYZ, dtype=np.float64)).astype(np.float32)
+_WHITE_XYZ = np.array(_WHITE, dtype=np.float32)
+# Linear light -> 8-bit sRGB by table: 2**16 entries keep every result within one level of the exact
+# curve (the steepest part, near black, moves 0.05 of a level per entry), at a fraction of pow()'s cost.
+_ENCODE_STEPS = 1 << 16
+# Linear values this far outside [0, 1] count as out of gamut (about 0.3 of an 8-bit level near black).
+_GAMUT_TOLERANCE = 1e-4
+_F32 = np.float32
+
+
+@functools.lru_cache(maxsize=2)
+def _luts(levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(linear light, CIE L of a gray pixel) of each code 0 .. levels-1, as float32 tables."""
+    codes = np.arange(levels, dtype=np.float64) / (levels - 1)
+    linear = np.where(codes > 0.04045, ((codes + 0.055) / 1.055) ** 2.4, codes / 12.92)
+    return linear.astype(np.float32), (116 * _lab_f(linear) - 16).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _encode_lut() -> np.ndarray:
+    linear = np.linspace(0, 1, _ENCODE_STEPS, dtype=np.float64)
+    srgb = np.where(linear > 0.0031308, 1.055 * linear ** (1 / 2.4) - 0.055, 12.92 * linear)
+    return np.round(srgb * 255).astype(np.uint8)
+
+
+def _lab_f(t: np.ndarray) -> np.ndarray:
+    return np.where(t > _EPSILON, np.cbrt(t), (_KAPPA * t + 16) / 116).astype(t.dtype, copy=False)
+
+
+def _lab_f_inverse(f: np.ndarray) -> np.ndarray:
+    return np.where(f > _F32(6 / 29), f * f * f, f * _F32(116 / _KAPPA) - _F32(16 / _KAPPA))
+
+
+def lightness(rgb: np.ndarray, *, gray: bool = False) -> np.ndarray:
+    """CIE L in [0, 100] of sRGB pixels (H, W, 3) uint8 or uint16, as float32 (H, W).
+
+    The same L as `recolor.color.rgb_to_lab`, through lookup tables of the sRGB curve; with `gray`
+    (R = G = B) the whole L is one table lookup.
+    """
+    linear_lut, gray_lut = _luts(65536 if rgb.dtype == np.uint16 else 256)
+    if gray:
+        return np.take(gray_lut, rgb[..., 0])
+    return 116 * _lab_f(np.take(linear_lut, rgb) @ _Y_WEIGHTS) - _F32(16)
+
+
+def network_lightness(photo: Photo, shape: tuple[int, int]) -> torch.Tensor:
+    """L in [0, 100] (h, w) of the photo shrunk to `shape` (h, w) with Pillow's antialiased resize."""
+    height, width = shape
+    if photo.rgb.dtype == np.uint16:  # 16-bit photos are gray (see recolor.imageio): resize the one channel
+        small_gray = Image.fromarray(photo.rgb[..., 0].astype(np.float32) / 65535, mode="F").resize(
+            (width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        small = np.clip(np.asarray(small_gray) * 65535 + 0.5, 0, 65535).astype(np.uint16)
+        rgb = np.repeat(small[..., None], 3, axis=2)
+    elif photo.is_grayscale:  # one channel: a quarter of the memory and time of RGB in Pillow
+        small = np.asarray(Image.fromarray(np.ascontiguousarray(photo.rgb[..., 0])).resize(
+            (width, height), Image.Resampling.BICUBIC, reducing_gap=3.0))
+        rgb = np.repeat(small[..., None], 3, axis=2)
+    else:
+        rgb = np.asarray(Image.fromarray(photo.rgb).resize((width, height), Image.Resampling.BICUBIC,
+                                                           reducing_gap=3.0))
+    return torch.from_numpy(np.ascontiguousarray(lightness(rgb, gray=photo.is_grayscale)))
+
+
+def _bilinear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and weights that upsample `source` samples to `target` as F.interpolate(bilinear) does."""
+    position = np.maximum((np.arange(target, dtype=np.float64) + 0.5) * (source / target) - 0.5, 0)
+    low = np.minimum(np.floor(position).astype(np.int64), source - 1)
+    high = np.minimum(low + 1, source - 1)
+    return low, high, (position - low).astype(np.float32)
+
+
+def _upsample_band(small: np.ndarray, rows: tuple, cols: tuple) -> np.ndarray:
+    """Bilinear upsampling of `small` (C, h, w) to a band of rows given by their taps -> (C, rows, W)."""
+    row_low, row_high, row_frac = rows
+    col_low, col_high, col_frac = cols
+    top = small[:, row_low]
+    along_rows = top + (small[:, row_high] - top) * row_frac[None, :, None]
+    left = along_rows[:, :, col_low]
+    left += (along_rows[:, :, col_high] - left) * col_frac
+    return left
+
+
+def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window; windows are cut at the border (not zero-padded)."""
+    return F.avg_pool2d(x[None], 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[0]
+
+
+def guided_slope(guide: torch.Tensor, ab: torch.Tensor, *, radius: int = GUIDED_RADIUS,
+                 eps: float = GUIDED_EPS) -> torch.Tensor:
+    """The slope A of the guided filter's local model ab ~ A * guide + B, at render size (He et al. 2013).
+
+    `guide`: L/100 (h, w) in [0, 1]; `ab`: (2, h, w); returns A (2, h, w), box-averaged as in the
+    filter. `join` uses it anchored on the bilinear result: ab_full = up(ab) + up(A) * (L_full/100 -
+    up(guide)), so where L has no detail the result is exactly bilinear, and where L has an edge the
+    color follows it. (The plain fast guided filter, up(A) * L + up(B), also blurs ab by its box
+    means: on scikit-image's color samples it lost to bilinear; see benchmarks/upsample_quality.py.)
+    """
+    guide = guide[None]
+    mean_i = _box(guide, radius)
+    mean_p = _box(ab, radius)
+    cov = _box(guide * ab, radius) - mean_i * mean_p
+    var = _box(guide * guide, radius) - mean_i * mean_i
+    return _box(cov / (var + eps), radius)
+
+
+def _lab_to_linear(lightness_values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Lab (any shape, L in [0, 100]) -> linear sRGB (3, *shape) float32, unclipped."""
+    fy = (lightness_values + _F32(16)) / _F32(116)
+    x = _lab_f_inverse(fy + a / _F32(500))
+    y = _lab_f_inverse(fy)
+    z = _lab_f_inverse(fy - b / _F32(200))
+    m = _XYZ_TO_LINEAR * _WHITE_XYZ[None, :]  # white folded into the matrix
+    linear = np.empty((3, *fy.shape), dtype=np.float32)
+    for i in range(3):
+        np.multiply(x, m[i, 0], out=linear[i])
+        linear[i] += m[i, 1] * y
+        linear[i] += m[i, 2] * z
+    return linear
+
+
+def _outside(linear: np.ndarray) -> np.ndarray:
+    return ((linear < -_GAMUT_TOLERANCE) | (linear > 1 + _GAMUT_TOLERANCE)).any(axis=0)
+
+
+def lab_to_srgb8(lightness_values: np.ndarray, ab: np.ndarray, *, steps: int = 7) -> np.ndarray:
+    """L (h, w) in [0, 100] and ab (2, h, w) -> 8-bit sRGB (h, w, 3), within one level of exact.
+
+    Colors outside the sRGB gamut are desaturated at constant L and hue rather than clipped per
+    channel (which shifts both): a bisection over the chroma scale s in [0, 1] (s = 0, gray, is
+    always inside) for just the pixels that need it, usually few.
+    """
+    linear = _lab_to_linear(lightness_values, ab[0], ab[1])
+    outside = _outside(linear)
+    if outside.any():
+        l_out, a_out, b_out = lightness_values[outside], ab[0][outside], ab[1][outside]
+        low, high = np.zeros_like(l_out), np.ones_like(l_out)
+        for _ in range(steps):
+            middle = (low + high) * _F32(0.5)
+            inside = ~_outside(_lab_to_linear(l_out, a_out * middle, b_out * middle))
+            low = np.where(inside, middle, low)
+            high = np.where(inside, high, middle)
+        linear[:, outside] = _lab_to_linear(l_out, a_out * low, b_out * low)
+    np.clip(linear, 0, 1, out=linear)
+    linear *= _F32(_ENCODE_STEPS - 1)
+    linear += _F32(0.5)
+    encoded = np.take(_encode_lut(), linear.astype(np.int32))  # np.take: twice as fast as [] here
+    return np.moveaxis(encoded, 0, -1)
+
+
+def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsample: str = "bilinear",
+         saturation: float = 1.0) -> np.ndarray:
+    """The full-resolution result (H, W, 3) uint8: the photo's own L with ab upsampled from render size.
+
+    `ab_small`: (2, h, w) in natural units (about -110..110); `l_small`: (h, w) L in [0, 100], the
+    network's input (the guide of the guided filter). `saturation` multiplies the chroma (0: gray).
+    Works in bands of rows, so the float temporaries stay small whatever the photo's size.
+    """
+    if upsample not in UPSAMPLE_MODES:
+        raise UsageError(f"unknown upsampling {upsample!r}", f"use one of {', '.join(UPSAMPLE_MODES)}")
+    height, width = photo.rgb.shape[:2]
+    small_h, small_w = ab_small.shape[-2:]
+    ab_small = ab_small.float().cpu() * saturation
+    if upsample == "guided":
+        guide = l_small.float().cpu()[None] / 100
+        slope = guided_slope(guide[0], ab_small)
+        small = torch.cat((ab_small, slope, guide), dim=0).numpy()  # upsampled together: (5, h, w)
+    else:
+        small = ab_small.numpy()
+    cols = _bilinear_taps(small_w, width)
+    all_rows = _bilinear_taps(small_h, height)
+    band = max(1, BAND_PIXELS // width)
+    result = np.empty((height, width, 3), dtype=np.uint8)
+    for start in range(0, height, band):
+        stop = min(height, start + band)
+        band_l = lightness(photo.rgb[start:stop], gray=photo.is_grayscale)
+        upsampled = _upsample_band(small, tuple(t[start:stop] for t in all_rows), cols)
+        if upsample == "guided":
+            band_ab = upsampled[:2] + upsampled[2:4] * (band_l * _F32(0.01) - upsampled[4])[None]
+        else:
+            band_ab = upsampled
+        result[start:stop] = lab_to_srgb8(band_l, band_ab)
+    return result
+
+
+def compare_image(before: np.ndarray, after: np.ndarray, *, max_side: int = 512, gap: int = 8) -> np.ndarray:
+    """Before and after side by side (uint8 (h, 2w + gap, 3)), each scaled so its long side is <= `max_side`."""
+    def thumbnail(rgb: np.ndarray) -> Image.Image:
+        if rgb.dtype == np.uint16:
+            rgb = ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        image = Image.fromarray(np.ascontiguousarray(rgb))
+        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return image
+
+    left, right = thumbnail(before), thumbnail(after)
+    sheet = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), (255, 255, 255))
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (left.width + gap, 0))
+    return np.asarray(sheet)
+
+
+# ------------------------------------------------------------------------------------- the engine
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How photos are colorized and written (see `recolor apply --help`)."""
+
+    render_size: int = 256
+    upsample: str = "bilinear"
+    saturation: float = 1.0
+    quality: int = 95
+    batch_size: int = 8
+    io_threads: int = min(4, os.cpu_count() or 1)
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Result:
+    """What happened to one job: `error` is None when its output was written."""
+
+    job: Job
+    error: RecolorError | None = None
+
+
+@dataclass
+class _Prepared:
+    job: Job
+    photo: Photo
+    l_small: torch.Tensor  # (h, w) L in [0, 100] at render shape
+    reserved: int = 0  # pixels counted against the budget for this photo
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.l_small.shape)  # type: ignore[return-value]
+
+
+def _prepare(job: Job, options: ApplyOptions) -> _Prepared | Result:
+    try:
+        photo = read_image(job.source, max_pixels=options.max_pixels)
+    except RecolorError as error:
+        return Result(job, error)
+    shape = render_shape(*photo.size, options.render_size)
+    return _Prepared(job, photo, network_lightness(photo, shape))
+
+
+def _finish(item: _Prepared, ab_small: torch.Tensor, options: ApplyOptions, format: str | None) -> Result:
+    rgb = join(item.photo, ab_small, item.l_small, upsample=options.upsample, saturation=options.saturation)
+    try:
+        item.job.output.parent.mkdir(parents=True, exist_ok=True)
+        write_image(item.job.output, rgb, like=item.photo, format=format, quality=options.quality)
+        if item.job.compare is not None:
+            item.job.compare.parent.mkdir(parents=True, exist_ok=True)
+            write_image(item.job.compare, compare_image(item.photo.rgb, rgb), format="JPEG", quality=85)
+    except RecolorError as error:
+        return Result(item.job, error)
+    except OSError as error:  # mkdir of an output folder
+        return Result(item.job, ImageWriteError(f"{item.job.output}: cannot be written: {error.strerror or error}"))
+    return Result(item.job)
+
+
+class Colorizer:
+    """Runs the generator on batches of render-size L (on `device`); everything else stays on the CPU."""
+
+    def __init__(self, generator: torch.nn.Module, device: torch.device) -> None:
+        self.generator = generator.eval()
+        self.device = device
+
+    @torch.inference_mode()
+    def ab(self, lightness_batch: torch.Tensor) -> torch.Tensor:
+        """L (B, h, w) in [0, 100] -> ab (B, 2, h, w) in natural units, float32 on the CPU."""
+        l_norm = (lightness_batch[:, None] / 50 - 1).to(self.device)
+        # Half precision on CUDA: the U-Net's output is a tanh, and the Lab join runs in float32.
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            ab_norm = self.generator(l_norm)
+        return ab_norm.float().cpu() * AB_SCALE
+
+
+def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyOptions = ApplyOptions(),
+                   output_format: str | None = None,
+                   on_result: Callable[[Result], None] = lambda result: None) -> list[Result]:
+    """Colorize `jobs`; decoding runs ahead of the network and encoding behind it, in threads.
+
+    Photos are batched by render shape, up to `options.batch_size`. A photo's pixels count against
+    `options.pixel_budget` from before it is decoded (its header gives the size) until its output
+    is written; one photo is always let in, however large. A file that cannot be read or written
+    becomes a failed `Result`; the others go on. `output_format` None: from each output's suffix.
+    """
+    results: list[Result] = []
+    pending = deque(jobs)
+    reading: dict[Future, int] = {}  # future -> pixels reserved for it
+    writing: dict[Future, int] = {}
+    ready: list[_Prepared] = []
+    held = 0  # pixels reserved: being decoded, decoded and waiting, or being encoded
+
+    def record(result: Result) -> None:
+        results.append(result)
+        on_result(result)
+
+    def admit() -> None:
+        nonlocal held
+        while pending and len(reading) < options.io_threads + options.batch_size and (
+                held < options.pixel_budget or not (ready or reading or writing)):
+            job = pending.popleft()
+            try:
+                width, height = read_image_size(job.source)
+            except RecolorError as error:
+                record(Result(job, error))
+                continue
+            # A photo over max_pixels is refused by read_image before decoding: reserve nothing.
+            pixels = width * height if width * height <= options.max_pixels else 0
+            held += pixels
+            reading[readers.submit(_prepare, job, options)] = pixels
+
+    def collect(finished: Iterable[Future]) -> None:
+        nonlocal held
+        for future in finished:
+            if future in reading:
+                pixels = reading.pop(future)
+                item = future.result()
+                if isinstance(item, Result):
+                    held -= pixels
+                    record(item)
+                else:
+                    item.reserved = pixels
+                    ready.append(item)
+            else:
+                held -= writing.pop(future)
+                record(future.result())
+
+    with ThreadPoolExecutor(options.io_threads, thread_name_prefix="recolor-read") as readers, \
+            ThreadPoolExecutor(options.io_threads, thread_name_prefix="recolor-write") as writers:
+        try:
+            while pending or reading or ready or writing:
+                admit()
+                collect([f for f in (*reading, *writing) if f.done()])
+                starved = not pending or held >= options.pixel_budget
+                if ready and (len(ready) >= options.batch_size or (starved and not reading)):
+                    batch = _take_batch(ready, options.batch_size)
+                    ab = colorizer.ab(torch.stack([item.l_small for item in batch]))
+                    for item, item_ab in zip(batch, ab):
+                        writing[writers.submit(_finish, item, item_ab, options, output_format)] = item.reserved
+                    # Encoding runs behind the network; wait when it falls far behind.
+                    while len(writing) > 2 * options.io_threads:
+                        collect(wait(writing, return_when=FIRST_COMPLETED).done)
+                elif reading or writing:
+                    collect(wait([*reading, *writing], return_when=FIRST_COMPLETED).done)
+        except BaseException:
+            for future in (*reading, *writing):
+                future.cancel()
+            raise
+    return results
+
+
+def _take_batch(ready: list[_Prepared], batch_size: int) -> list[_Prepared]:
+    """Remove and return up to `batch_size` items of the most common render shape in `ready`."""
+    counts: dict[tuple[int, int], int] = {}
+    for item in ready:
+        counts[item.shape] = counts.get(item.shape, 0) + 1
+    shape = max(counts, key=counts.__getitem__)
+    batch = [item for item in ready if item.shape == shape][:batch_size]
+    chosen = {id(item) for item in batch}
+    ready[:] = [item for item in ready if id(item) not in chosen]
+    return batch
+
+
+def output_format_for(format: str) -> str | None:
+    """The writer's format for `--format` (None: from each output's suffix)."""
+    return None if format == "same" else {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF"}[format]
+
+
+@dataclass
+class Summary:
+    """Counts and timing of one apply run."""
+
+    done: int
+    skipped: int
+    failed: list[Result]
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
+        on_result: Callable[[Result], None] = lambda result: None) -> Summary:
+    """Carry out `plan`: colorize its jobs and, with compare images, write the contact sheet."""
+    from recolor.report import write_index
+
+    start = time.perf_counter()
+    results = colorize_files(plan.jobs, colorizer, options=options, output_format=output_format_for(format),
+                             on_result=on_result)
+    seconds = time.perf_counter() - start
+    failed = [r for r in results if r.error is not None]
+    if any(job.compare is not None for job in plan.jobs + plan.skipped):
+        write_index(plan, results)
+    return Summary(done=len(results) - len(failed), skipped=len(plan.skipped), failed=failed, seconds=seconds)

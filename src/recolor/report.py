@@ -1,0 +1,134 @@
+"""What an apply run shows and leaves behind: the progress bar, the summary, the contact sheet.
+
+The contact sheet is one static `index.html` in the output folder with relative links to the
+before/after images and the outputs, so it opens from disk (or from any copy of the folder).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, \
+    TimeRemainingColumn
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from recolor.colorize import Plan, Result, Summary
+
+
+class _RateColumn(ProgressColumn):
+    """Images per second over the whole run so far (rich's own speed column is for bytes)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if not task.completed or elapsed <= 0:
+            return Text("-- img/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:.2f} img/s", style="progress.data.speed")
+
+
+def apply_progress(console: Console) -> Progress:
+    """The progress bar of `recolor apply`: count, images/s and time left."""
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    _RateColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
+
+
+def print_plan(plan: Plan, console: Console, *, dry_run: bool) -> None:
+    """The skipped count and notes; with `dry_run`, every input -> output pair too."""
+    for note in plan.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    if plan.skipped:
+        console.print(f"skipping {len(plan.skipped)} image(s) whose output already exists in {plan.out} "
+                      "(--overwrite redoes them)", highlight=False, markup=False, soft_wrap=True)
+    if dry_run:
+        for job in plan.jobs:
+            console.print(f"would colorize {job.source} -> {job.output}", highlight=False, markup=False,
+                          soft_wrap=True)
+        console.print(f"dry run: {len(plan.jobs)} to colorize, {len(plan.skipped)} skipped, nothing written",
+                      highlight=False)
+
+
+def print_summary(summary: Summary, console: Console, error_console: Console) -> None:
+    """One line of counts and time, then one line per failed file with its reason."""
+    rate = f", {summary.images_per_second:.2f} images/s" if summary.done else ""
+    console.print(f"done {summary.done}, skipped {summary.skipped}, failed {len(summary.failed)} "
+                  f"in {summary.seconds:.1f} s{rate}", highlight=False)
+    for result in summary.failed:
+        reason = result.error.cause if result.error is not None else "unknown"
+        if result.error is not None and result.error.fix:
+            reason += f" → {result.error.fix}"
+        # Paths and reasons may hold [brackets], which rich would take for markup.
+        error_console.print(f"[red]failed:[/] {escape(str(result.job.source))}: "
+                            f"{escape(_without_path(reason, result.job.source))}", highlight=False, soft_wrap=True)
+
+
+def _without_path(reason: str, path: Path) -> str:
+    """Image errors start with the file's path; the failure line already names it."""
+    prefix = f"{path}: "
+    return reason[len(prefix):] if reason.startswith(prefix) else reason
+
+
+# ------------------------------------------------------------------------------- contact sheet
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #222; }}
+.grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 1.2rem; }}
+figure {{ margin: 0; background: #fff; padding: .6rem; border: 1px solid #ddd; }}
+figure img {{ width: 100%; height: auto; display: block; }}
+figcaption {{ font-size: .85rem; margin-top: .4rem; word-break: break-all; }}
+.failed {{ color: #a00; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p>{count} image(s), before (left) and after (right); made {made}. Click an image for the full-size result.</p>
+<div class="grid">
+{figures}
+</div>
+{failures}
+</body>
+</html>
+"""
+
+
+def _link(path: Path, root: Path) -> str:
+    return quote(path.relative_to(root).as_posix())
+
+
+def write_index(plan: Plan, results: list[Result]) -> Path:
+    """Write `plan.out/index.html`: every output that has a before/after image, and the failures."""
+    from recolor.imageio import atomic_write
+
+    failed = {id(r.job) for r in results if r.error is not None}
+    figures = []
+    for job in sorted(plan.jobs + plan.skipped, key=lambda j: str(j.output)):
+        if job.compare is None or id(job) in failed or not job.compare.exists() or not job.output.exists():
+            continue
+        name = html.escape(job.output.relative_to(plan.out).as_posix())
+        figures.append(f'<figure><a href="{_link(job.output, plan.out)}"><img loading="lazy" '
+                       f'src="{_link(job.compare, plan.out)}" alt="{name}"></a>'
+                       f"<figcaption>{name}<br><small>from {html.escape(str(job.source))}</small></figcaption>"
+                       "</figure>")
+    failures = ""
+    bad = [r for r in results if r.error is not None]
+    if bad:
+        items = "".join(f"<li>{html.escape(str(r.job.source))}: {html.escape(r.error.cause)}</li>"
+                        for r in bad if r.error is not None)
+        failures = f'<h2 class="failed">Failed</h2><ul class="failed">{items}</ul>'
+    page = _PAGE.format(title="recolor: before and after", count=len(figures),
+                        made=html.escape(time.strftime("%Y-%m-%d %H:%M")), figures="\n".join(figures),
+                        failures=failures)
+    path = plan.out / "index.html"
+    plan.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda file: file.write(page.encode("utf-8")))
+    return path

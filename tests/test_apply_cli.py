@@ -1,0 +1,204 @@
+"""`recolor apply` end to end through the CLI, on files built here, with a tiny saved model."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image, ImageCms
+from typer.testing import CliRunner
+
+from apply_fixtures import bomb_png, gray_image, save_gray, tiny_model, truncated_jpeg
+from recolor.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def apply(*args: str):
+    return runner.invoke(app, ["apply", *args])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_folder_is_colorized_at_full_size_and_inputs_stay_untouched(tmp_path, model):
+    save_gray(tmp_path / "album" / "a.jpg", 80, 50)
+    save_gray(tmp_path / "album" / "sub" / "b.png", 33, 65)
+    before = {p: digest(p) for p in (tmp_path / "album").rglob("*.*")}
+    result = apply(str(tmp_path / "album"), "--model", str(model), "--out", str(tmp_path / "out"),
+                   "--render-size", "64")
+    assert result.exit_code == 0, result.output
+    assert "done 2, skipped 0, failed 0" in result.stdout
+    for source, output in [("a.jpg", "album/a.jpg"), ("sub/b.png", "album/sub/b.png")]:
+        with Image.open(tmp_path / "album" / source) as src, Image.open(tmp_path / "out" / output) as out:
+            assert out.size == src.size and out.mode == "RGB"
+            colors = np.asarray(out).astype(int)
+            assert np.abs(colors[..., 0] - colors[..., 2]).mean() > 2  # colored
+    assert before == {p: digest(p) for p in (tmp_path / "album").rglob("*.*")}
+
+
+def test_second_run_skips_and_overwrite_redoes(tmp_path, model):
+    save_gray(tmp_path / "in" / "a.png")
+    save_gray(tmp_path / "in" / "b.png", seed=1)
+    common = [str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32"]
+    assert apply(*common).exit_code == 0
+    output = tmp_path / "out" / "in" / "a.png"
+    output.write_bytes(b"marker")  # would be replaced by a redo
+    again = apply(*common)
+    assert again.exit_code == 0
+    assert "skipping 2 image(s) whose output already exists" in again.stderr
+    assert output.read_bytes() == b"marker"
+    redo = apply(*common, "--overwrite")
+    assert redo.exit_code == 0 and "done 2" in redo.stdout
+    assert output.read_bytes() != b"marker"
+
+
+def test_failed_files_are_named_the_rest_written_exit_1(tmp_path, model):
+    folder = tmp_path / "in"
+    save_gray(folder / "good.jpg")
+    truncated_jpeg(folder / "cut.jpg")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("not a photo")
+    (folder / "[odd] name.jpg").write_text("brackets are not rich markup")
+    bomb_png(folder / "bomb.png")
+    result = apply(str(folder), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32")
+    assert result.exit_code == 1
+    assert "done 1, skipped 0, failed 5" in result.stdout
+    for name, words in [("cut.jpg", "truncated"), ("empty.png", "empty"), ("text.jpg", "not an image"),
+                        ("bomb.png", "pixels"), ("[odd] name.jpg", "not an image")]:
+        line = next(line for line in result.stderr.splitlines() if name in line)
+        assert line.startswith("failed:") and words in line
+    assert (tmp_path / "out" / "in" / "good.jpg").exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "in").iterdir()) == ["good.jpg"]
+
+
+def test_metadata_orientation_alpha_icc_dpi_and_16_bit_survive(tmp_path, model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # rotated 90 degrees: 40 x 24 stored, 24 x 40 shown
+    exif[ExifTags.Base.Make] = "TestCam"
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(gray_image(40, 24)).convert("RGB").save(folder / "rotated.jpg", exif=exif.tobytes(),
+                                                             icc_profile=srgb, dpi=(300, 300), quality=95)
+    rgba = np.dstack([np.repeat(gray_image(30, 20)[..., None], 3, 2), np.linspace(0, 255, 600).reshape(20, 30)])
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(folder / "alpha.png")
+    Image.fromarray((gray_image(30, 20).astype(np.uint16) * 257)).save(folder / "deep.png")
+    result = apply(str(folder), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out" / "in"
+    with Image.open(out / "rotated.jpg") as image:
+        assert image.size == (24, 40)
+        assert image.getexif()[ExifTags.Base.Make] == "TestCam"
+        assert image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+        assert image.info.get("icc_profile") and image.info["dpi"] == pytest.approx((300, 300))
+    with Image.open(out / "alpha.png") as image:
+        assert image.mode == "RGBA"
+        assert np.array_equal(np.asarray(image)[..., 3], rgba[..., 3].astype(np.uint8))
+    with Image.open(out / "deep.png") as image:
+        assert image.size == (30, 20) and image.mode == "RGB"
+
+
+def test_format_suffix_gif_note_and_saturation_zero(tmp_path, model):
+    save_gray(tmp_path / "in" / "a.jpg")
+    Image.fromarray(gray_image()).save(tmp_path / "in" / "anim.gif")
+    result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
+                   "--suffix", "_c", "--saturation", "0")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("written as PNG") == 1
+    for name in ("a_c.jpg", "anim_c.png"):
+        pixels = np.asarray(Image.open(tmp_path / "out" / "in" / name).convert("RGB")).astype(int)
+        assert np.abs(pixels[..., 0] - pixels[..., 2]).max() <= 2  # saturation 0: gray
+    webp = apply(str(tmp_path / "in" / "a.jpg"), "--model", str(model), "--out", str(tmp_path / "w"),
+                 "--render-size", "32", "--format", "webp")
+    assert webp.exit_code == 0 and Image.open(tmp_path / "w" / "a.webp").format == "WEBP"
+
+
+def test_compare_writes_before_after_images_and_a_relative_contact_sheet(tmp_path, model):
+    save_gray(tmp_path / "in" / "a b.jpg")
+    save_gray(tmp_path / "in" / "sub" / "c.png")
+    result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
+                   "--compare")
+    assert result.exit_code == 0, result.output
+    index = (tmp_path / "out" / "index.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', index)
+    assert len(links) == 4
+    from urllib.parse import unquote
+
+    for link in links:
+        assert not link.startswith(("/", "file:", "http"))
+        assert (tmp_path / "out" / unquote(link)).is_file()
+    with Image.open(tmp_path / "out" / "compare" / "in" / "a b.jpg.jpg") as sheet:
+        assert sheet.width > 2 * 48  # before and after side by side
+
+
+def test_dry_run_lists_and_writes_nothing(tmp_path, model):
+    save_gray(tmp_path / "in" / "a.jpg")
+    result = apply(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--dry-run")
+    assert result.exit_code == 0
+    assert "would colorize" in result.stderr and "a.jpg" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["missing-folder"], "does not exist"),
+    (["{in}", "--model", "no_such_model!"], "unknown model"),
+    (["{in}", "--render-size", "100"], "multiple of 32"),
+    (["{in}", "--device", "tpu"], "unknown device"),
+    (["{empty}"], "no image files"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, model, args, words):
+    save_gray(tmp_path / "in" / "a.jpg")
+    (tmp_path / "empty").mkdir()
+    args = [a.format(**{"in": tmp_path / "in", "empty": tmp_path / "empty"}) for a in args]
+    result = apply(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_HEAD(self):  # noqa: N802 (http.server's naming)
+        self.requests.append(self.path)
+        self.send_response(404)
+        self.end_headers()
+
+    do_GET = do_HEAD
+
+    def log_message(self, *args):
+        pass
+
+
+def test_default_model_without_packaged_weights_fails_fast_in_one_line_without_network(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"  # any Hub request would land here
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    _Recorder.requests = []
+    save_gray(tmp_path / "a.jpg")
+    start = time.perf_counter()
+    result = apply(str(tmp_path / "a.jpg"), "--out", str(tmp_path / "out"))
+    server.shutdown()
+    assert time.perf_counter() - start < 10
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no weights in this install yet" in lines[0] and "--model RUN_FOLDER" in lines[0]
+    assert _Recorder.requests == []  # built-in names never touch the network
+    assert not (tmp_path / "out").exists()
