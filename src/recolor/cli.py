@@ -87,7 +87,8 @@ class PrepareSplit(str, Enum):
 @friendly_errors
 def prepare(
     source: Annotated[str, typer.Argument(
-        help='coco (COCO-2017 through FiftyOne: pip install "recolor-cli[coco]") or a folder of photos '
+        # The backslash keeps rich (which renders the help) from reading [coco] as markup.
+        help='coco (COCO-2017 through FiftyOne: pip install "recolor-cli\\[coco]") or a folder of photos '
              "(searched recursively; an existing train/ + val/ layout is kept).", show_default=False)],
     out: Annotated[Path, typer.Option(
         "--out", help="The DATA folder to write; running again does only the missing work.", show_default=False)],
