@@ -111,6 +111,99 @@ def test_metadata_orientation_alpha_icc_dpi_and_16_bit_survive(tmp_path, model):
         assert image.size == (30, 20) and image.mode == "RGB"
 
 
+def deep_pixels(width: int = 48, height: int = 32, *, rgb: bool) -> np.ndarray:
+    """16-bit pixels with detail below the 8-bit levels: (H, W) gray, or (H, W, 3) in color."""
+    rng = np.random.default_rng(5)
+    base = gray_image(width, height).astype(np.int64) * 257 + rng.integers(-128, 129, size=(height, width))
+    if rgb:
+        base = np.stack([base, 65535 - base, rng.integers(0, 65536, size=(height, width))], axis=-1)
+    return base.clip(0, 65535).astype(np.uint16)
+
+
+def save_png16(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit RGB PNG written with pypng (Pillow cannot write 16-bit RGB)."""
+    import png
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width, _ = pixels.shape
+    with open(path, "wb") as file:
+        png.Writer(width, height, greyscale=False, bitdepth=16).write(file, pixels.reshape(height, -1))
+    return path
+
+
+def read_png16(path: Path) -> np.ndarray:
+    """The (H, W, 3) uint16 pixels of a 16-bit RGB PNG; fails on any other kind."""
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    assert info["bitdepth"] == 16 and info["planes"] == 3 and not info["alpha"]
+    return np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, 3)
+
+
+def lab(pixels: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    return rgb2lab(pixels / np.iinfo(pixels.dtype).max)
+
+
+def test_16_bit_png_gray_and_rgb_come_out_as_16_bit_png_with_the_inputs_lightness(tmp_path, model):
+    gray, color = deep_pixels(rgb=False), deep_pixels(rgb=True)
+    save_png16(tmp_path / "in" / "color.png", color)
+    Image.fromarray(gray).save(tmp_path / "in" / "gray.png")  # Pillow writes uint16 gray as I;16
+    with Image.open(tmp_path / "in" / "gray.png") as image:
+        assert image.mode == "I;16"
+    result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32")
+    assert result.exit_code == 0, result.output
+    for name, source in [("gray.png", gray), ("color.png", color)]:
+        output = tmp_path / "out" / "in" / name
+        assert output.read_bytes()[24] == 16  # IHDR bit depth
+        pixels = read_png16(output)
+        assert pixels.shape == (32, 48, 3)
+        assert len(np.unique(pixels % 257)) > 100  # not 8-bit levels scaled up
+        # The input's own L, to 16-bit precision: the same output rounded to 8 bits is further off.
+        assert np.abs(lab(pixels)[..., 0] - lab(source)[..., 0]).max() < 0.05
+        rounded = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        assert np.abs(lab(rounded)[..., 0] - lab(source)[..., 0]).max() > 0.05
+        assert np.abs(lab(pixels)[..., 1:]).mean() > 3  # colored by the model
+        assert np.abs(lab(pixels)[..., 1:] - lab(source)[..., 1:]).mean() > 3  # not the input's colors
+
+
+def test_16_bit_tiff_comes_out_as_16_bit_tiff(tmp_path, model):
+    import tifffile
+
+    source = deep_pixels(rgb=True)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "scan.tif", source, photometric="rgb")
+    result = apply(str(tmp_path / "in" / "scan.tif"), "--model", str(model), "--out", str(tmp_path / "out"),
+                   "--render-size", "32")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(tmp_path / "out" / "scan.tif") as tiff:
+        page = tiff.pages[0]
+        assert page.bitspersample == 16 and page.samplesperpixel == 3
+        pixels = page.asarray()
+    assert pixels.dtype == np.uint16 and pixels.shape == source.shape
+    assert np.abs(lab(pixels)[..., 0] - lab(source)[..., 0]).max() < 0.05
+
+
+def test_16_bit_png_as_jpg_is_an_8_bit_jpeg_and_compare_images_are_8_bit(tmp_path, model):
+    source = deep_pixels(rgb=True)
+    save_png16(tmp_path / "in" / "color.png", source)
+    result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
+                   "--format", "jpg", "--compare")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "in" / "color.jpg") as image:
+        assert image.format == "JPEG" and image.mode == "RGB" and image.bits == 8
+        pixels = np.asarray(image)
+    assert pixels.shape == (32, 48, 3)
+    # 8-bit rounding, then JPEG at quality 95 (4:4:4): L within a few units.
+    assert np.abs(lab(pixels)[..., 0] - lab(source)[..., 0]).mean() < 1.5
+    with Image.open(tmp_path / "out" / "compare" / "in" / "color.jpg.jpg") as sheet:
+        assert sheet.format == "JPEG" and sheet.mode == "RGB" and sheet.bits == 8
+        assert sheet.size == (48 + 8 + 48, 32)
+
+
 def test_format_suffix_gif_note_and_saturation_zero(tmp_path, model):
     save_gray(tmp_path / "in" / "a.jpg")
     Image.fromarray(gray_image()).save(tmp_path / "in" / "anim.gif")

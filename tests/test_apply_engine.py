@@ -21,8 +21,10 @@ from recolor.colorize import (
     default_out,
     guided_slope,
     join,
-    lab_to_srgb8,
+    lab_to_srgb,
     lightness,
+    network_lightness,
+    output_bit_depth,
     plan_jobs,
     render_shape,
 )
@@ -77,19 +79,24 @@ def test_band_upsampling_is_torch_bilinear():
     assert np.abs(got - expected.numpy()).max() < 1e-3
 
 
-def test_lab_to_srgb8_matches_lab_to_rgb_inside_the_gamut_and_keeps_l_and_hue_outside():
+@pytest.mark.parametrize(("bit_depth", "dtype", "l_error"), [(8, np.uint8, 0.6), (16, np.uint16, 0.01)])
+def test_lab_to_srgb_matches_lab_to_rgb_inside_the_gamut_and_keeps_l_and_hue_outside(bit_depth, dtype, l_error):
     torch.manual_seed(0)
     lightness_values = torch.rand(40, 50) * 100
+    lightness_values[0, :10] = torch.linspace(0, 0.5, 10)  # near black, where clipping would show most
     ab = torch.randn(2, 40, 50) * 45
-    got = lab_to_srgb8(lightness_values.numpy(), ab.numpy())
-    linear = lab_to_rgb(torch.cat((lightness_values[None], ab))[None], clamp=False)[0]
+    got = lab_to_srgb(lightness_values.numpy(), ab.numpy(), bit_depth=bit_depth)
+    assert got.dtype == dtype and got.shape == (40, 50, 3)
+    top = np.iinfo(dtype).max
+    # The reference in float64: at 16 bits float32 rounding in the reference alone is a tenth of a level.
+    linear = lab_to_rgb(torch.cat((lightness_values[None], ab))[None].double(), clamp=False)[0]
     inside = ((linear >= 0) & (linear <= 1)).all(dim=0).numpy()
     assert 0.2 < inside.mean() < 0.9  # both cases are exercised
-    expected = (linear.clamp(0, 1) * 255 + 0.5).floor().permute(1, 2, 0).numpy()
+    expected = (linear.clamp(0, 1) * top + 0.5).floor().permute(1, 2, 0).numpy()
     assert np.abs(got.astype(int) - expected)[inside].max() <= 1
     back = lab_of(got)
-    # Outside the gamut: L kept (to 8-bit rounding), hue kept, chroma reduced, never per-channel clipping.
-    assert (back[0] - lightness_values).abs().max() < 0.6
+    # Outside the gamut: L kept (to the output's rounding), hue kept, chroma reduced, never per-channel clipping.
+    assert (back[0] - lightness_values).abs().max() < l_error
     outside = ~torch.from_numpy(inside)
     chroma_in, chroma_out = ab.norm(dim=0), back[1:].norm(dim=0)
     strong = outside & (chroma_out > 10)
@@ -112,6 +119,63 @@ def test_join_keeps_every_pixel_of_the_input_lightness_in_any_band_size(monkeypa
     assert whole.shape == (45, 70, 3) and whole.dtype == np.uint8
     assert np.abs(lab_of(whole)[0].numpy() - lab_of(photo.rgb)[0].numpy()).max() < 0.6
     assert lab_of(whole)[1:].abs().mean() > 3  # colored, not gray
+
+
+def deep_photo(*, gray: bool, height: int = 45, width: int = 70) -> Photo:
+    """A 16-bit photo with detail below the 8-bit levels: gray, or RGB with very different channels."""
+    rng = np.random.default_rng(3)
+    base = gray_image(width, height).astype(np.int64) * 257 + rng.integers(-128, 129, size=(height, width))
+    if gray:
+        return photo_of(np.repeat(base.clip(0, 65535).astype(np.uint16)[..., None], 3, axis=2), gray=True)
+    rgb = np.stack([base, 65535 - base, rng.integers(0, 65536, size=(height, width))], axis=-1)
+    return photo_of(rgb.clip(0, 65535).astype(np.uint16), gray=False)
+
+
+@pytest.mark.parametrize("gray", [True, False])
+def test_join_of_a_16_bit_photo_is_16_bit_and_keeps_its_lightness_to_16_bit_precision(monkeypatch, gray):
+    photo = deep_photo(gray=gray)
+    ab_small = torch.randn(2, 32, 64) * 20 + torch.tensor([25.0, -15.0])[:, None, None]
+    l_small = torch.rand(32, 64) * 100
+    whole = join(photo, ab_small, l_small)
+    assert whole.shape == (45, 70, 3) and whole.dtype == np.uint16
+    assert len(np.unique(whole % 257)) > 100  # not 8-bit levels scaled up
+    # An 8-bit join would be off by up to 0.6 in L; the 16-bit one only by float rounding.
+    assert np.abs(lab_of(whole)[0].numpy() - lightness(photo.rgb, gray=gray)).max() < 0.01
+    assert lab_of(whole)[1:].abs().mean() > 5  # colored
+    monkeypatch.setattr(colorize, "BAND_PIXELS", 100)  # one row per band
+    assert np.array_equal(join(photo, ab_small, l_small), whole)
+    eight = join(photo, ab_small, l_small, bit_depth=8)
+    assert eight.dtype == np.uint8
+    # The same colors to 8-bit rounding, except where the gamut search ends a step apart (its
+    # tolerance below black is finer at 16 bits).
+    assert (np.abs(eight.astype(int) - (whole.astype(int) + 128) // 257) <= 1).mean() > 0.99
+    assert np.abs(lab_of(eight)[0].numpy() - lightness(photo.rgb, gray=gray)).max() < 0.6
+
+
+def test_network_lightness_of_16_bit_rgb_uses_all_three_channels():
+    photo = deep_photo(gray=False, height=96, width=128)
+    eight_bit = photo_of(((photo.rgb.astype(np.uint32) + 128) // 257).astype(np.uint8), gray=False)
+    deep, shallow = network_lightness(photo, (32, 64)), network_lightness(eight_bit, (32, 64))
+    assert deep.shape == (32, 64)
+    # The same picture at 8 and at 16 bits gives the network the same L (the red channel alone would not).
+    assert (deep - shallow).abs().max() < 0.5
+    red_only = network_lightness(photo_of(np.repeat(photo.rgb[..., :1], 3, axis=2), gray=True), (32, 64))
+    assert (deep - red_only).abs().mean() > 5
+    gray = deep_photo(gray=True, height=96, width=128)
+    expected = network_lightness(photo_of(((gray.rgb.astype(np.uint32) + 128) // 257).astype(np.uint8), gray=True),
+                                 (32, 64))
+    assert (network_lightness(gray, (32, 64)) - expected).abs().max() < 0.5
+
+
+def test_output_bit_depth_is_16_only_for_16_bit_photos_into_png_or_tiff(tmp_path):
+    deep, shallow = deep_photo(gray=True), photo_of(gray_image()[..., None].repeat(3, axis=2), gray=True)
+    assert output_bit_depth(deep, tmp_path / "a.png", None) == 16
+    assert output_bit_depth(deep, tmp_path / "a.TIF", None) == 16
+    assert output_bit_depth(deep, tmp_path / "a.tiff", "TIFF") == 16
+    assert output_bit_depth(deep, tmp_path / "a.jpg", None) == 8
+    assert output_bit_depth(deep, tmp_path / "a.webp", "WEBP") == 8
+    assert output_bit_depth(deep, tmp_path / "a.png", "JPEG") == 8  # the format given wins over the suffix
+    assert output_bit_depth(shallow, tmp_path / "a.png", None) == 8
 
 
 def test_join_of_a_color_input_uses_only_its_lightness():
@@ -167,6 +231,9 @@ def test_compare_image_is_before_and_after_side_by_side():
     sheet = colorize.compare_image(before, after, max_side=100)
     assert sheet.shape == (50, 208, 3)
     assert sheet[:, :100].max() == 0 and sheet[:, 108:].min() == 255
+    deep = colorize.compare_image(np.full((300, 600, 3), 65535, np.uint16), np.full((300, 600, 3), 257 * 40, np.uint16),
+                                  max_side=100)
+    assert deep.dtype == np.uint8 and deep[0, 0, 0] == 255 and deep[0, 150, 0] == 40
 
 
 # -------------------------------------------------------------------------------------- planning

@@ -11,16 +11,16 @@ from __future__ import annotations
 import torch
 
 # sRGB (IEC 61966-2-1) primaries to CIE XYZ, D65 white, the matrix scikit-image uses.
-_RGB_TO_XYZ = (
+RGB_TO_XYZ = (
     (0.412453, 0.357580, 0.180423),
     (0.212671, 0.715160, 0.072169),
     (0.019334, 0.119193, 0.950227),
 )
 # D65 reference white (2 degree observer), as in scikit-image.
-_WHITE = (0.95047, 1.0, 1.08883)
+D65_WHITE = (0.95047, 1.0, 1.08883)
 
-_EPSILON = 216 / 24389  # (6/29)^3: where the cube root meets the linear segment
-_KAPPA = 24389 / 27
+LAB_EPSILON = 216 / 24389  # (6/29)^3: where Lab's cube root meets its linear segment
+LAB_KAPPA = 24389 / 27  # the slope of that linear segment: L = LAB_KAPPA * Y below LAB_EPSILON
 
 L_MAX = 100.0
 # ab span used to normalise the network's output: ab / AB_SCALE in [-1, 1]. sRGB colors reach
@@ -48,13 +48,13 @@ def _linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
-    cube_root = t.clamp(min=_EPSILON) ** (1 / 3)
-    return torch.where(t > _EPSILON, cube_root, (_KAPPA * t + 16) / 116)
+    cube_root = t.clamp(min=LAB_EPSILON) ** (1 / 3)
+    return torch.where(t > LAB_EPSILON, cube_root, (LAB_KAPPA * t + 16) / 116)
 
 
 def _lab_f_inverse(f: torch.Tensor) -> torch.Tensor:
     cube = f**3
-    return torch.where(cube > _EPSILON, cube, (116 * f - 16) / _KAPPA)
+    return torch.where(cube > LAB_EPSILON, cube, (116 * f - 16) / LAB_KAPPA)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -64,8 +64,8 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     with torch.autocast(device_type=rgb.device.type, enabled=False):
         rgb = rgb.to(_compute_dtype(rgb))
         linear = _srgb_to_linear(rgb)
-        xyz = torch.einsum("ij,njhw->nihw", _matrix(_RGB_TO_XYZ, linear), linear)
-        xyz = xyz / _matrix(_WHITE, xyz).view(1, 3, 1, 1)
+        xyz = torch.einsum("ij,njhw->nihw", _matrix(RGB_TO_XYZ, linear), linear)
+        xyz = xyz / _matrix(D65_WHITE, xyz).view(1, 3, 1, 1)
         f = _lab_f(xyz)
         fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
         lightness = 116 * fy - 16
@@ -85,8 +85,8 @@ def lab_to_rgb(lab: torch.Tensor, *, clamp: bool = True) -> torch.Tensor:
         fx = fy + a / 500
         fz = fy - b / 200
         xyz = _lab_f_inverse(torch.stack((fx, fy, fz), dim=1))
-        xyz = xyz * _matrix(_WHITE, xyz).view(1, 3, 1, 1)
-        xyz_to_rgb = torch.linalg.inv(_matrix(_RGB_TO_XYZ, xyz))
+        xyz = xyz * _matrix(D65_WHITE, xyz).view(1, 3, 1, 1)
+        xyz_to_rgb = torch.linalg.inv(_matrix(RGB_TO_XYZ, xyz))
         linear = torch.einsum("ij,njhw->nihw", xyz_to_rgb, xyz)
         rgb = _linear_to_srgb(linear)
         return rgb.clamp(0, 1) if clamp else rgb

@@ -12,10 +12,12 @@ For each photo:
 3. The saturation gain multiplies the chroma; colors that end up outside sRGB are pulled back
    towards gray at constant L and hue (not clipped per channel, which would shift both).
 
-Steps 2 and 3 run in numpy on bands of rows (about 65,000 pixels each), so a photo needs little
-beyond its own uint8 pixels and the output's. Decoding runs in a thread pool ahead of the network
-and encoding (with the join) in another one behind it; photos are batched across files by render
-shape, and the pixels held at once are capped.
+A 16-bit photo (`Photo.bit_depth` 16) written as PNG or TIFF gets a 16-bit result, encoded to
+sRGB exactly (no 8-bit table in between), so its L is the input's to 16-bit precision; other
+outputs are computed at 8 bits. Steps 2 and 3 run in numpy on bands of rows (about 65,000 pixels
+each), so a photo needs little beyond its own pixels and the output's. Decoding runs in a thread
+pool ahead of the network and encoding (with the join) in another one behind it; photos are
+batched across files by render shape, and the pixels held at once are capped.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from recolor.color import _RGB_TO_XYZ, _WHITE, AB_SCALE
+from recolor.color import AB_SCALE, D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
 from recolor.errors import ImageWriteError, RecolorError, UsageError
 from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
 
@@ -48,6 +50,9 @@ BAND_PIXELS = 1 << 16
 # at least one photo is always admitted, however large.
 DEFAULT_PIXEL_BUDGET = 64_000_000
 FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+# The output formats that recolor.imageio.write_image writes at 16 bits; JPEG, WebP and BMP hold 8.
+SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+_SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES)
 UPSAMPLE_MODES = ("bilinear", "guided")
 COMPARE_FOLDER = "compare"
@@ -212,18 +217,24 @@ def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     return (render_size, short) if height >= width else (short, render_size)
 
 
-_EPSILON, _KAPPA = 216 / 24389, 24389 / 27  # CIE constants, as in recolor.color
 # The full-resolution math runs in numpy float32 on bands of rows, one thread per photo: on a
 # shared CPU torch's intra-op threads spin against each other (measured 7x slower at 2 threads on
 # a loaded 2-core machine), while numpy's single-threaded ufuncs on cache-sized bands do not.
-_Y_WEIGHTS = np.array(_RGB_TO_XYZ[1], dtype=np.float32)  # sRGB linear -> Y
-_XYZ_TO_LINEAR = np.linalg.inv(np.array(_RGB_TO_XYZ, dtype=np.float64)).astype(np.float32)
-_WHITE_XYZ = np.array(_WHITE, dtype=np.float32)
+_Y_WEIGHTS = np.array(RGB_TO_XYZ[1], dtype=np.float32)  # sRGB linear -> Y
+_XYZ_TO_LINEAR = np.linalg.inv(np.array(RGB_TO_XYZ, dtype=np.float64)).astype(np.float32)
+_WHITE_XYZ = np.array(D65_WHITE, dtype=np.float32)
 # Linear light -> 8-bit sRGB by table: 2**16 entries keep every result within one level of the exact
 # curve (the steepest part, near black, moves 0.05 of a level per entry), at a fraction of pow()'s cost.
+# 16-bit results are encoded with the curve itself: float32 pow, as fast here as a 2**20-entry table
+# and closer (0.51 of a level from the exact curve at worst, against the table's 0.9).
 _ENCODE_STEPS = 1 << 16
-# Linear values this far outside [0, 1] count as out of gamut (about 0.3 of an 8-bit level near black).
-_GAMUT_TOLERANCE = 1e-4
+# Linear values this far above 1 still count as inside the gamut: with these matrices Lab white
+# (100, 0, 0) itself comes out at linear (1.000007, 0.99999, 1.00008). Clipping that much moves L by
+# at most 0.004.
+_GAMUT_TOLERANCE_HIGH = 1e-4
+# ... and this far below 0, by bit depth: about 0.3 of an 8-bit level near black, and 0.8 of a
+# 16-bit level (clipping 1e-4 there would move L by up to 0.07).
+_GAMUT_TOLERANCE_LOW = {8: 1e-4, 16: 1e-6}
 _F32 = np.float32
 
 
@@ -242,12 +253,24 @@ def _encode_lut() -> np.ndarray:
     return np.round(srgb * 255).astype(np.uint8)
 
 
+def _encode16(linear: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] (float32, any shape) -> 16-bit sRGB codes (0-65535), rounded."""
+    knee = _F32(0.0031308)
+    curve = np.power(np.maximum(linear, knee), _F32(1 / 2.4))
+    curve *= _F32(1.055)
+    curve -= _F32(0.055)
+    encoded = np.where(linear > knee, curve, linear * _F32(12.92))
+    encoded *= _F32(65535)
+    encoded += _F32(0.5)
+    return encoded.astype(np.uint16)
+
+
 def _lab_f(t: np.ndarray) -> np.ndarray:
-    return np.where(t > _EPSILON, np.cbrt(t), (_KAPPA * t + 16) / 116).astype(t.dtype, copy=False)
+    return np.where(t > LAB_EPSILON, np.cbrt(t), (LAB_KAPPA * t + 16) / 116).astype(t.dtype, copy=False)
 
 
 def _lab_f_inverse(f: np.ndarray) -> np.ndarray:
-    return np.where(f > _F32(6 / 29), f * f * f, f * _F32(116 / _KAPPA) - _F32(16 / _KAPPA))
+    return np.where(f > _F32(6 / 29), f * f * f, f * _F32(116 / LAB_KAPPA) - _F32(16 / LAB_KAPPA))
 
 
 def lightness(rgb: np.ndarray, *, gray: bool = False) -> np.ndarray:
@@ -262,21 +285,29 @@ def lightness(rgb: np.ndarray, *, gray: bool = False) -> np.ndarray:
     return 116 * _lab_f(np.take(linear_lut, rgb) @ _Y_WEIGHTS) - _F32(16)
 
 
+def _shrink(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 or uint16, or (H, W, 3) uint8 -> `size` (w, h), same dtype, by Pillow's
+    antialiased bicubic resize."""
+    if pixels.dtype == np.uint16:
+        # Pillow has no 16-bit RGB mode, and it cannot reduce I;16: resample one channel in float.
+        channel = Image.fromarray(np.multiply(pixels, _F32(1 / 65535), dtype=np.float32))
+        small = np.asarray(channel.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
+        return np.clip(small * _F32(65535) + _F32(0.5), 0, 65535).astype(np.uint16)
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    return np.asarray(image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
+
+
 def network_lightness(photo: Photo, shape: tuple[int, int]) -> torch.Tensor:
-    """L in [0, 100] (h, w) of the photo shrunk to `shape` (h, w) with Pillow's antialiased resize."""
+    """L in [0, 100] (h, w) of the photo (8 or 16 bit, gray or RGB) shrunk to `shape` (h, w) with
+    Pillow's antialiased resize."""
     height, width = shape
-    if photo.rgb.dtype == np.uint16:  # 16-bit photos are gray (see recolor.imageio): resize the one channel
-        small_gray = Image.fromarray(photo.rgb[..., 0].astype(np.float32) / 65535, mode="F").resize(
-            (width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
-        small = np.clip(np.asarray(small_gray) * 65535 + 0.5, 0, 65535).astype(np.uint16)
+    if photo.is_grayscale:  # one channel: a fraction of the memory and time of RGB
+        small = _shrink(photo.rgb[..., 0], (width, height))
         rgb = np.repeat(small[..., None], 3, axis=2)
-    elif photo.is_grayscale:  # one channel: a quarter of the memory and time of RGB in Pillow
-        small = np.asarray(Image.fromarray(np.ascontiguousarray(photo.rgb[..., 0])).resize(
-            (width, height), Image.Resampling.BICUBIC, reducing_gap=3.0))
-        rgb = np.repeat(small[..., None], 3, axis=2)
+    elif photo.rgb.dtype == np.uint16:  # 16-bit RGB: channel by channel
+        rgb = np.stack([_shrink(photo.rgb[..., channel], (width, height)) for channel in range(3)], axis=-1)
     else:
-        rgb = np.asarray(Image.fromarray(photo.rgb).resize((width, height), Image.Resampling.BICUBIC,
-                                                           reducing_gap=3.0))
+        rgb = _shrink(photo.rgb, (width, height))
     return torch.from_numpy(np.ascontiguousarray(lightness(rgb, gray=photo.is_grayscale)))
 
 
@@ -337,29 +368,35 @@ def _lab_to_linear(lightness_values: np.ndarray, a: np.ndarray, b: np.ndarray) -
     return linear
 
 
-def _outside(linear: np.ndarray) -> np.ndarray:
-    return ((linear < -_GAMUT_TOLERANCE) | (linear > 1 + _GAMUT_TOLERANCE)).any(axis=0)
+def _outside(linear: np.ndarray, low: float) -> np.ndarray:
+    return ((linear < -low) | (linear > 1 + _GAMUT_TOLERANCE_HIGH)).any(axis=0)
 
 
-def lab_to_srgb8(lightness_values: np.ndarray, ab: np.ndarray, *, steps: int = 7) -> np.ndarray:
-    """L (h, w) in [0, 100] and ab (2, h, w) -> 8-bit sRGB (h, w, 3), within one level of exact.
+def lab_to_srgb(lightness_values: np.ndarray, ab: np.ndarray, *, bit_depth: int = 8, steps: int = 7) -> np.ndarray:
+    """L (h, w) in [0, 100] and ab (2, h, w) -> sRGB (h, w, 3): uint8 (0-255) with `bit_depth` 8,
+    within one level of exact; uint16 (0-65535) with `bit_depth` 16, within 0.51 of a level.
 
     Colors outside the sRGB gamut are desaturated at constant L and hue rather than clipped per
     channel (which shifts both): a bisection over the chroma scale s in [0, 1] (s = 0, gray, is
     always inside) for just the pixels that need it, usually few.
     """
+    if bit_depth not in _GAMUT_TOLERANCE_LOW:
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    tolerance = _GAMUT_TOLERANCE_LOW[bit_depth]
     linear = _lab_to_linear(lightness_values, ab[0], ab[1])
-    outside = _outside(linear)
+    outside = _outside(linear, tolerance)
     if outside.any():
         l_out, a_out, b_out = lightness_values[outside], ab[0][outside], ab[1][outside]
         low, high = np.zeros_like(l_out), np.ones_like(l_out)
         for _ in range(steps):
             middle = (low + high) * _F32(0.5)
-            inside = ~_outside(_lab_to_linear(l_out, a_out * middle, b_out * middle))
+            inside = ~_outside(_lab_to_linear(l_out, a_out * middle, b_out * middle), tolerance)
             low = np.where(inside, middle, low)
             high = np.where(inside, high, middle)
         linear[:, outside] = _lab_to_linear(l_out, a_out * low, b_out * low)
     np.clip(linear, 0, 1, out=linear)
+    if bit_depth == 16:
+        return np.moveaxis(_encode16(linear), 0, -1)
     linear *= _F32(_ENCODE_STEPS - 1)
     linear += _F32(0.5)
     encoded = np.take(_encode_lut(), linear.astype(np.int32))  # np.take: twice as fast as [] here
@@ -367,15 +404,17 @@ def lab_to_srgb8(lightness_values: np.ndarray, ab: np.ndarray, *, steps: int = 7
 
 
 def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsample: str = "bilinear",
-         saturation: float = 1.0) -> np.ndarray:
-    """The full-resolution result (H, W, 3) uint8: the photo's own L with ab upsampled from render size.
+         saturation: float = 1.0, bit_depth: int | None = None) -> np.ndarray:
+    """The full-resolution result (H, W, 3): the photo's own L with ab upsampled from render size.
 
     `ab_small`: (2, h, w) in natural units (about -110..110); `l_small`: (h, w) L in [0, 100], the
     network's input (the guide of the guided filter). `saturation` multiplies the chroma (0: gray).
-    Works in bands of rows, so the float temporaries stay small whatever the photo's size.
+    The result is uint16 (0-65535) when `bit_depth` is 16, uint8 when 8; None: the photo's own
+    depth. Works in bands of rows, so the float temporaries stay small whatever the photo's size.
     """
     if upsample not in UPSAMPLE_MODES:
         raise UsageError(f"unknown upsampling {upsample!r}", f"use one of {', '.join(UPSAMPLE_MODES)}")
+    bit_depth = photo.bit_depth if bit_depth is None else bit_depth
     height, width = photo.rgb.shape[:2]
     small_h, small_w = ab_small.shape[-2:]
     ab_small = ab_small.float().cpu() * saturation
@@ -388,7 +427,7 @@ def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsampl
     cols = _bilinear_taps(small_w, width)
     all_rows = _bilinear_taps(small_h, height)
     band = max(1, BAND_PIXELS // width)
-    result = np.empty((height, width, 3), dtype=np.uint8)
+    result = np.empty((height, width, 3), dtype=np.uint16 if bit_depth == 16 else np.uint8)
     for start in range(0, height, band):
         stop = min(height, start + band)
         band_l = lightness(photo.rgb[start:stop], gray=photo.is_grayscale)
@@ -397,12 +436,13 @@ def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsampl
             band_ab = upsampled[:2] + upsampled[2:4] * (band_l * _F32(0.01) - upsampled[4])[None]
         else:
             band_ab = upsampled
-        result[start:stop] = lab_to_srgb8(band_l, band_ab)
+        result[start:stop] = lab_to_srgb(band_l, band_ab, bit_depth=bit_depth)
     return result
 
 
 def compare_image(before: np.ndarray, after: np.ndarray, *, max_side: int = 512, gap: int = 8) -> np.ndarray:
-    """Before and after side by side (uint8 (h, 2w + gap, 3)), each scaled so its long side is <= `max_side`."""
+    """Before and after (uint8 or uint16) side by side, as uint8 (h, 2w + gap, 3), each scaled so its
+    long side is <= `max_side`."""
     def thumbnail(rgb: np.ndarray) -> Image.Image:
         if rgb.dtype == np.uint16:
             rgb = ((rgb.astype(np.uint32) + 128) // 257).astype(np.uint8)
@@ -463,8 +503,21 @@ def _prepare(job: Job, options: ApplyOptions) -> _Prepared | Result:
     return _Prepared(job, photo, network_lightness(photo, shape))
 
 
+def output_bit_depth(photo: Photo, output: Path, format: str | None) -> int:
+    """16 for a 16-bit photo written as PNG or TIFF (`format`, or else `output`'s suffix), else 8.
+
+    An 8-bit format gets an 8-bit join rather than a 16-bit one that write_image would round: half
+    the output's memory, and no 16-bit encoding to pay for.
+    """
+    if photo.bit_depth != 16:
+        return 8
+    sixteen = format.upper() in SIXTEEN_BIT_FORMATS if format else output.suffix.lower() in _SIXTEEN_BIT_SUFFIXES
+    return 16 if sixteen else 8
+
+
 def _finish(item: _Prepared, ab_small: torch.Tensor, options: ApplyOptions, format: str | None) -> Result:
-    rgb = join(item.photo, ab_small, item.l_small, upsample=options.upsample, saturation=options.saturation)
+    rgb = join(item.photo, ab_small, item.l_small, upsample=options.upsample, saturation=options.saturation,
+               bit_depth=output_bit_depth(item.photo, item.job.output, format))
     try:
         item.job.output.parent.mkdir(parents=True, exist_ok=True)
         write_image(item.job.output, rgb, like=item.photo, format=format, quality=options.quality)
