@@ -199,6 +199,9 @@ def train(
     perceptual_backbone: Annotated[Optional[str], typer.Option(
         help="vgg16 (torchvision ImageNet weights, downloaded once) or vgg16-random (fixed random weights: "
              "offline, a weaker signal) (default: vgg16).", show_default=False)] = None,
+    perceptual_layers: Annotated[Optional[str], typer.Option(
+        help="VGG-16 layers of the perceptual loss, comma-separated (progan: relu1_2,relu2_2,relu3_3; "
+             "fewer layers cost less).", show_default=False)] = None,
     lr_g: Annotated[Optional[float], typer.Option(
         min=0.0, help="Generator learning rate (recipe: 4e-4).", show_default=False)] = None,
     lr_d: Annotated[Optional[float], typer.Option(
@@ -241,7 +244,8 @@ def train(
     }
     overrides = {
         "recon_weight": recon_weight, "recon_schedule": recon_schedule, "schedule_scale": schedule_scale,
-        "perceptual_weight": perceptual_weight, "lr_g": lr_g, "lr_d": lr_d, "d_layers": d_layers,
+        "perceptual_weight": perceptual_weight,
+        "perceptual_layers": perceptual_layers.split(",") if perceptual_layers else None, "lr_g": lr_g, "lr_d": lr_d, "d_layers": d_layers,
         "critic_steps": critic_steps, "gp_weight": gp_weight, "soft_labels": soft_labels,
     }
     result = train_run(recipe, data, out=out, name=name, resume=resume, settings=settings, overrides=overrides,
@@ -347,6 +351,14 @@ class Upsample(str, Enum):
     guided = "guided"
 
 
+class ApplyPrecision(str, Enum):
+    """`recolor apply --precision`: the network's number format (recolor.colorize.PRECISIONS)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 @app.command()
 @friendly_errors
 def apply(
@@ -375,6 +387,9 @@ def apply(
     ] = Upsample.bilinear,
     device: Device = "auto",
     batch_size: BatchSize = 8,
+    precision: Annotated[ApplyPrecision, typer.Option(
+        help="The network's numbers: auto is bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), fp16 on CUDA, "
+             "else fp32.")] = ApplyPrecision.auto,
     dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
 ) -> None:
     """Colorize photos at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
@@ -401,9 +416,10 @@ def apply(
     generator, _ = load_model(model, device=torch_device)
     options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
                                     quality=quality, batch_size=batch_size)
+    colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value)
     with report.apply_progress(error_console) as progress:
-        task = progress.add_task(f"colorizing ({model} on {torch_device})", total=len(plan.jobs))
-        summary = colorize.run(plan, colorize.Colorizer(generator, torch_device), options=options,
+        task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision})", total=len(plan.jobs))
+        summary = colorize.run(plan, colorizer, options=options,
                                format=format.value, on_result=lambda result: progress.advance(task))
     report.print_summary(summary, console, error_console)
     if compare:

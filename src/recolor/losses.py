@@ -1,0 +1,154 @@
+"""The losses of the three recipes: adversarial strategies, the gradient penalty, rebalanced L1, perceptual.
+
+The training loop never asks which recipe it runs: it calls `recipe.adversarial.d_loss(...)` and
+`recipe.adversarial.g_loss(...)` on whichever strategy the recipe holds (STYLE principle 2). The
+math lives in small pure functions a test can call alone.
+
+Conventions: a critic (discriminator) maps a Lab batch (N, 3, H, W) in network units to a patch
+map of scores (N, 1, h, w); a sample's score is the mean of its patch map. ab in network units is
+ab / 110 in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from recolor.color import network_to_rgb
+from recolor.nn.vgg import VGGFeatures, perceptual_distance
+
+Critic = Callable[[torch.Tensor], torch.Tensor]
+
+
+def soft_label_bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Mean binary cross-entropy of sigmoid(logits) against a constant (soft) label in [0, 1]."""
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits, target, dtype=torch.float32))
+
+
+def sample_scores(patch_scores: torch.Tensor) -> torch.Tensor:
+    """Patch map (N, 1, h, w) -> one score per sample (N,): the mean over the patches."""
+    return patch_scores.float().flatten(1).mean(dim=1)
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, weight: float, *,
+                     alpha: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP penalty (note eq. 4): weight · mean over samples of (‖∇ₓ̂ C(x̂)‖₂ − 1)².
+
+    x̂ = alpha · real + (1 − alpha) · fake with alpha ~ U[0, 1) per sample (or given, shape (N,)).
+    C(x̂) is the sample score (mean of the patch map); the norm is over all of a sample's input
+    values. Computed in float32 with autocast off: the gradient of a gradient loses too much in
+    16 bits, and keeping it out of fp16 also keeps it out of the gradient scaler's way. The result
+    keeps its graph (create_graph), so its backward trains the critic.
+    """
+    real = real.detach().float()
+    fake = fake.detach().float()
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], device=real.device)
+    alpha = alpha.to(device=real.device, dtype=real.dtype).view(-1, *([1] * (real.ndim - 1)))
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        scores = sample_scores(critic(mixed))
+        (gradient,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    norms = gradient.flatten(1).norm(2, dim=1)
+    return weight * (norms - 1).square().mean()
+
+
+class AdversarialLoss(Protocol):
+    """How the critic is trained and how it pushes the generator. Losses are scalar tensors."""
+
+    name: ClassVar[str]
+
+    def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, *,
+               eager_critic: Critic | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Critic loss on a real and a fake Lab batch (fake already detached), with named parts to log.
+
+        `eager_critic` is the same network without torch.compile / DDP wrappers, for double backward.
+        """
+        ...
+
+    def g_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
+        """Adversarial part of the generator loss on a fake Lab batch."""
+        ...
+
+    def to_dict(self) -> dict:
+        ...
+
+
+@dataclass(frozen=True)
+class SoftLabelBCE:
+    """BCE with logits and soft labels (note §1.3.2): the critic aims at 0.8 on real, 0.2 on fake.
+
+    The D loss is the mean of the real and the fake terms, so its floor is the label entropy
+    H(0.8) = 0.500, and it sits near 0.69 when D cannot tell (the note's 0.6-0.7). The generator
+    aims its fakes at `generator_target` (1.0, the note's eq. 7: L_BCE(D(L, âb), 1)).
+    """
+
+    name: ClassVar[str] = "bce-soft-labels"
+    real_label: float = 0.8
+    fake_label: float = 0.2
+    generator_target: float = 1.0
+
+    def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, *,
+               eager_critic: Critic | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss_real = soft_label_bce(critic(real), self.real_label)
+        loss_fake = soft_label_bce(critic(fake), self.fake_label)
+        loss = 0.5 * (loss_real + loss_fake)
+        return loss, {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+
+    def g_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
+        return soft_label_bce(critic(fake), self.generator_target)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.name, "real_label": self.real_label, "fake_label": self.fake_label,
+                "generator_target": self.generator_target}
+
+
+@dataclass(frozen=True)
+class WassersteinGP:
+    """Wasserstein critic with gradient penalty (note §6, §7.2-7.3).
+
+    Critic loss E[C(fake)] − E[C(real)] + gp_weight · GP; generator loss −E[C(fake)].
+    """
+
+    name: ClassVar[str] = "wasserstein-gp"
+    gp_weight: float = 10.0
+
+    def d_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, *,
+               eager_critic: Critic | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        score_real = sample_scores(critic(real)).mean()
+        score_fake = sample_scores(critic(fake)).mean()
+        penalty = gradient_penalty(eager_critic or critic, real, fake, self.gp_weight)
+        loss = score_fake - score_real + penalty
+        return loss, {"wasserstein": (score_real - score_fake).detach(), "gp": penalty.detach()}
+
+    def g_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
+        return -sample_scores(critic(fake)).mean()
+
+    def to_dict(self) -> dict:
+        return {"kind": self.name, "gp_weight": self.gp_weight}
+
+
+def rebalanced_l1(ab_pred: torch.Tensor, ab_true: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """AB-rebalanced L1 (note §1.3.3): mean over pixels and both channels of w · |ab_pred − ab_true|.
+
+    ab in network units (N, 2, H, W); `weights` (N, 1, H, W) are the per-pixel rebalancing weights
+    looked up from the ground-truth ab (in [0.5, 5] for prepared data, all 1 for plain L1). The mean
+    over channels follows torch's L1 convention, i.e. half the note's |Δa| + |Δb| sum.
+    """
+    return (weights.float() * (ab_pred.float() - ab_true.float()).abs()).mean()
+
+
+def perceptual_loss(l_norm: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor,
+                    features: VGGFeatures) -> torch.Tensor:
+    """VGG perceptual loss on RGB (note eq. 6): batch mean of the per-image perceptual distance.
+
+    The predicted and true Lab images (same L) are turned into sRGB in [0, 1] first; the Lab -> RGB
+    step runs in float32 and passes gradients back to ab_pred.
+    """
+    rgb_pred = network_to_rgb(l_norm, ab_pred)
+    with torch.no_grad():
+        rgb_true = network_to_rgb(l_norm, ab_true)
+    return perceptual_distance(rgb_pred, rgb_true, features).mean()

@@ -1,0 +1,924 @@
+"""The one training loop, for every recipe, on one device or many (DistributedDataParallel).
+
+`train(recipe_name, data, ...)` runs a recipe from `recolor.recipes` on a prepared data folder and
+writes a run folder that describes itself:
+
+    runs/NAME/config.json          recipe, networks, data, seed, versions (the generator's config)
+    runs/NAME/model.safetensors    the generator: the folder loads with load_generator / --model
+    runs/NAME/checkpoint.pt        everything to resume (plain tensors and numbers: weights_only)
+    runs/NAME/metrics.jsonl        one JSON line per epoch, epochs counted from 1
+    runs/NAME/samples/epoch_NNN.png  L | prediction | ground truth on fixed validation images
+
+The loop knows nothing of recipes: it calls the recipe's adversarial strategy and weights the
+reconstruction losses with the recipe's numbers. Several processes started by `torchrun` train
+one model with DDP (gloo on CPUs, nccl on CUDA); only rank 0 validates, logs and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from recolor import __version__
+from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
+from recolor.devices import resolve_device
+from recolor.errors import DataError, TrainingError, UsageError
+from recolor.losses import perceptual_loss, rebalanced_l1
+from recolor.nn import PatchDiscriminator, UNetGenerator
+from recolor.nn.pretrained import save_generator
+from recolor.nn.vgg import BACKBONES, DEFAULT_BACKBONE, build_backbone
+from recolor.recipes import Recipe, apply_overrides, get_recipe
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+SAMPLES_DIR = "samples"
+CHECKPOINT_FORMAT = 1
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Finite-loss checks (and, under DDP, the Ctrl-C agreement between ranks) happen every this many
+# batches: each one synchronises with the device, so not every batch.
+SYNC_EVERY = 20
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a run trains (the recipe says what it trains). None: the recipe's or the data's default.
+
+    Fields in RESUME_CHANGEABLE may differ when a run is resumed; the others are fixed by the run.
+    """
+
+    epochs: int | None = None            # total epochs of the run (None: the recipe's)
+    batch_size: int = 16                 # per process
+    size: int | None = None              # training crop in pixels (None: the prepared size)
+    width: int = 64                      # base width of G and D (64 in the note)
+    seed: int = 0
+    flip: bool = True                    # random horizontal flips
+    val_images: int = 64                 # validation images for the PSNR (the first of the val split)
+    sample_images: int = 6               # rows in samples/epoch_NNN.png
+    perceptual_backbone: str = DEFAULT_BACKBONE
+    steps_per_epoch: int | None = None   # cap on batches per epoch (short runs, benchmarks)
+    workers: int = 2
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    channels_last: bool | None = None    # None: on for CUDA, off for CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RESUME_CHANGEABLE = frozenset({"epochs", "steps_per_epoch", "workers", "device", "precision", "compile",
+                               "channels_last"})
+# Overrides that change the networks cannot change when a run resumes.
+_NETWORK_OVERRIDES = frozenset({"d_layers"})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None                 # None on ranks other than 0
+    epochs_done: int
+    interrupted: bool
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # the epochs this call trained
+    generator: nn.Module | None = None   # the trained generator (unwrapped), on the training device
+
+
+class Display(Protocol):
+    """What the loop reports while it runs (rank 0 only). The CLI passes a rich display."""
+
+    def start(self, *, run_dir: Path, first_epoch: int, epochs: int, batches_per_epoch: int) -> None: ...
+
+    def step(self, *, epoch: int, batch: int, values: dict[str, float], images_per_s: float,
+             eta_s: float) -> None: ...
+
+    def epoch_end(self, metrics: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------------
+# Distributed setup
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device_name: str) -> DistContext:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+
+    Single process when WORLD_SIZE is absent or 1. Backend: nccl for CUDA, gloo otherwise.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if torch_dist.is_initialized():
+        return DistContext(rank, world_size, local_rank, initialized_here=False)
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    torch_dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistContext(rank, world_size, local_rank, initialized_here=True)
+
+
+def _all_agree(ctx: DistContext, flag: bool, *, any_rank: bool) -> bool:
+    """Combine a boolean over ranks: True if any rank (any_rank) or every rank has it."""
+    if not ctx.active:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0])
+    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX if any_rank else torch_dist.ReduceOp.MIN)
+    return bool(value.item() > 0.5)
+
+
+def _barrier(ctx: DistContext) -> None:
+    if ctx.active:
+        torch_dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+
+
+class _ResumableSampler(Sampler[int]):
+    """DistributedSampler (its shuffle depends only on seed and epoch) that can skip a done prefix."""
+
+    def __init__(self, dataset, *, ctx: DistContext, seed: int) -> None:
+        self.inner = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                        seed=seed, drop_last=True)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
+        self.inner.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.inner)[self.skip:])
+
+    def __len__(self) -> int:
+        return len(self.inner) - self.skip
+
+
+def _worker_signals(_worker_id: int) -> None:
+    # Ctrl-C goes to the whole process group: workers must outlive it so the main process can
+    # finish its batch and save a checkpoint. SIGTERM gets its default back (a forked worker
+    # inherits the main process's "stop after this batch" handler), so shutting workers down works.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-image crops and horizontal flips of a batch (N, C, H, W), in one gather on its device.
+
+    offsets (N, 2) = (top, left) of each size x size crop; flips (N,) bool. Returns (N, C, size, size)
+    laid out channels-last in memory (the gather's natural order).
+    """
+    n = images.shape[0]
+    device = images.device
+    steps = torch.arange(size, device=device)
+    rows = offsets[:, :1].to(device) + steps
+    cols = offsets[:, 1:].to(device) + steps
+    cols = torch.where(flips.to(device)[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=device)[:, None, None]
+    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    top = (images.shape[-2] - size) // 2
+    left = (images.shape[-1] - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
+def _prepare_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """prepare.json without its bulky parts (the histogram, the weights, the list of skipped files)."""
+    summary = {}
+    for key, value in info.items():
+        if key == "skipped" and isinstance(value, list):
+            summary["skipped"] = len(value)
+        elif key == "ab_weights" and isinstance(value, dict):
+            edges = value.get("bin_edges") or []
+            summary["ab_weights"] = {"bins": max(len(edges) - 1, 0), "eps": value.get("eps"),
+                                     "range": [edges[0], edges[-1]] if edges else None}
+        else:
+            summary[key] = value
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------
+# Planning a run (new or resumed)
+
+
+@dataclass
+class _Plan:
+    recipe_name: str
+    recipe: Recipe
+    overrides: dict[str, Any]
+    settings: TrainSettings
+    data: Path
+    run_dir: Path
+    checkpoint: dict[str, Any] | None
+
+
+def _resolve_run_dir(resume: str, out: Path) -> Path:
+    candidate = Path(resume)
+    for folder in (candidate, out / resume):
+        if (folder / CHECKPOINT_NAME).is_file():
+            return folder
+    raise UsageError(f"no run to resume at {resume!r}: neither {candidate} nor {out / resume} holds {CHECKPOINT_NAME}",
+                     "give the run folder (runs/NAME) or its name under --out")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by this module (plain tensors and numbers: loaded with weights_only=True)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many untyped errors for damaged or foreign files
+        raise TrainingError(f"{path} cannot be read ({str(error).splitlines()[0]})",
+                            "the file is damaged; resume from a copy or start a new run") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a recolor training checkpoint", "start a new run with another --name")
+    return checkpoint
+
+
+def _plan(recipe_name: str, data: Path | None, *, out: Path, name: str | None, resume: str | None,
+          settings: dict[str, Any], overrides: dict[str, Any]) -> _Plan:
+    given_settings = {key: value for key, value in settings.items() if value is not None}
+    unknown = set(given_settings) - {f.name for f in fields(TrainSettings)}
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}")
+    given_overrides = {key: value for key, value in overrides.items() if value is not None}
+    if resume is None:
+        recipe = apply_overrides(get_recipe(recipe_name), given_overrides)
+        if data is None:
+            raise UsageError("no --data given", "point --data at a folder written by `recolor prepare`")
+        run_dir = out / (name or recipe_name)
+        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / METRICS_NAME).exists():
+            raise UsageError(f"{run_dir} already holds a run",
+                             f"continue it with --resume {run_dir}, or choose another --name")
+        return _Plan(recipe_name, recipe, given_overrides, TrainSettings(**given_settings), Path(data), run_dir, None)
+
+    run_dir = _resolve_run_dir(resume, out)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    if checkpoint["recipe_name"] != recipe_name:
+        raise UsageError(f"{run_dir} was trained with recipe {checkpoint['recipe_name']!r}, not {recipe_name!r}",
+                         f"resume it as `recolor train {checkpoint['recipe_name']} --resume {resume}`")
+    saved_settings = TrainSettings(**checkpoint["settings"])
+    for key, value in given_settings.items():
+        if key not in RESUME_CHANGEABLE and value != getattr(saved_settings, key):
+            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the run's {getattr(saved_settings, key)}",
+                             f"a resumed run keeps it; leave the option out or start a new run")
+    for key in _NETWORK_OVERRIDES & set(given_overrides):
+        if given_overrides[key] != checkpoint["overrides"].get(key):
+            raise UsageError(f"--{key.replace('_', '-')} changes the networks of {run_dir}",
+                             "a resumed run keeps its networks; start a new run instead")
+    merged = {**checkpoint["overrides"], **given_overrides}
+    if "recon_weight" in given_overrides:
+        merged.pop("recon_schedule", None)
+    if "recon_schedule" in given_overrides:
+        merged.pop("recon_weight", None)
+    recipe = apply_overrides(get_recipe(recipe_name), merged)
+    saved_data = Path(checkpoint["data"])
+    return _Plan(recipe_name, recipe, merged, replace(saved_settings, **given_settings),
+                 Path(data) if data is not None else saved_data, run_dir, checkpoint)
+
+
+def _resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `name` on `device` (None: plain fp32)."""
+    if name not in PRECISIONS:
+        raise UsageError(f"unknown precision {name!r}", f"use one of {', '.join(PRECISIONS)}")
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    if name == "fp32":
+        return None
+    if name == "fp16" and device.type != "cuda":
+        raise UsageError(f"--precision fp16 needs a CUDA device, not {device.type}",
+                         "use --precision bf16 or fp32 on this device")
+    return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+def _precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {"recolor": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+class _StopFlag:
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the current batch, save, stop. A second: stop at once.
+
+    SIGTERM counts too: torchrun passes it on to its workers when it is interrupted, and cluster
+    schedulers send it before they preempt a job.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self._SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Epoch accounting
+
+
+class _Running:
+    """Sums of the losses over an epoch, kept on the device so the loop never waits for them."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {key: float(total.item()) / self.counts[key] for key, total in self.sums.items()}
+
+    def finite(self) -> bool:
+        return all(bool(torch.isfinite(total).item()) for total in self.sums.values())
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.counts = dict(state["counts"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs", name: str | None = None,
+          resume: str | None = None, settings: dict[str, Any] | None = None,
+          overrides: dict[str, Any] | None = None, display: Display | None = None) -> TrainResult:
+    """Train `recipe_name` (a key of recolor.recipes.RECIPES) on the prepared folder `data`.
+
+    settings: TrainSettings fields (None or absent: defaults; on resume, the run's values);
+    overrides: recipe numbers (see recolor.recipes.apply_overrides). Returns when the run has
+    trained `epochs` epochs, or after a Ctrl-C (interrupted=True, a checkpoint saved).
+    Raises TrainingError on a NaN or infinite loss (the last good checkpoint stays).
+    """
+    settings = dict(settings or {})
+    ctx = setup_distributed(str(settings.get("device") or "auto"))
+    try:
+        plan = _plan(recipe_name, Path(data) if data is not None else None, out=Path(out), name=name,
+                     resume=resume, settings=settings, overrides=dict(overrides or {}))
+        return _Trainer(plan, ctx, display if ctx.is_main else None).run()
+    finally:
+        if ctx.initialized_here:
+            torch_dist.destroy_process_group()
+
+
+class _Trainer:
+    """State of one training session; `run()` is the loop."""
+
+    def __init__(self, plan: _Plan, ctx: DistContext, display: Display | None) -> None:
+        from recolor.data.rebalance import ABWeights
+        from recolor.data.store import PreparedImages, read_prepare_json
+
+        self.plan = plan
+        self.ctx = ctx
+        self.display = display
+        recipe = plan.recipe
+        s = plan.settings
+        self.epochs = s.epochs if s.epochs is not None else recipe.epochs
+        if s.perceptual_backbone not in BACKBONES:
+            raise UsageError(f"unknown perceptual backbone {s.perceptual_backbone!r}",
+                             f"choose one of {', '.join(BACKBONES)}")
+
+        device = resolve_device(s.device)
+        if device.type == "cuda" and ctx.active:
+            device = torch.device("cuda", ctx.local_rank)
+        self.device = device
+        self.amp_dtype = _resolve_precision(s.precision, device)
+        self.channels_last = s.channels_last if s.channels_last is not None else device.type == "cuda"
+
+        # The perceptual backbone first: without network it must fail in seconds, before any data
+        # is read or any run folder is made.
+        self.features = None
+        if recipe.perceptual_weight > 0:
+            self.features = build_backbone(s.perceptual_backbone, recipe.perceptual_layers).to(device)
+            if self.channels_last:
+                self.features = self.features.to(memory_format=torch.channels_last)
+
+        self.prepare_info = read_prepare_json(plan.data)
+        self.train_set = PreparedImages(plan.data, "train")
+        # Data prepared with --split train has no validation images: the run then logs no val metrics.
+        self.val_set = PreparedImages(plan.data, "val") if self.prepare_info.get("counts", {}).get("val") else None
+        self.store_size = int(self.train_set.size)
+        self.size = s.size if s.size is not None else self.store_size
+        stride = 2 ** (recipe.generator.get("depth", 4) + 1)
+        if self.size > self.store_size:
+            raise UsageError(f"--size {self.size} is larger than the prepared images ({self.store_size} px)",
+                             f"use --size {self.store_size} or less, or prepare the data at a larger --size")
+        if self.size % stride:
+            raise UsageError(f"--size {self.size} is not a multiple of {stride}, which the U-Net needs",
+                             f"use e.g. --size {max(stride, self.size // stride * stride)}")
+        if s.batch_size < 2:
+            raise UsageError("--batch-size must be at least 2", "batch statistics need two images or more")
+        needed = s.batch_size * ctx.world_size
+        if len(self.train_set) < needed:
+            raise DataError(f"{plan.data} has {len(self.train_set)} training images, fewer than one batch ({needed})",
+                            "lower --batch-size or prepare more images")
+        self.ab_weights = ABWeights.from_data_dir(plan.data).to(device)
+
+        torch.manual_seed(s.seed)  # the same initial networks on every rank and in every rerun
+        self.generator = UNetGenerator(width=s.width, **recipe.generator).to(device)
+        self.critic = PatchDiscriminator(width=s.width, **recipe.discriminator).to(device)
+        if self.channels_last:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+            self.critic = self.critic.to(memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=recipe.lr_g, betas=recipe.betas_g)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=recipe.lr_d, betas=recipe.betas_d)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        # Crops and flips draw from their own generator, saved with the checkpoint, so a resumed
+        # run sees the same augmentations as an uninterrupted one.
+        self.augment_rng = torch.Generator().manual_seed(s.seed * 1_000_003 + ctx.rank)
+
+        self.epochs_done = 0
+        self.batches_done = 0        # within the epoch in progress
+        self.total_batches = 0       # over the whole run: decides which batches also step G
+        self.running = _Running(device)
+        if plan.checkpoint is not None:
+            self._restore(plan.checkpoint)
+
+        self.train_g: nn.Module = self.generator
+        self.train_d: nn.Module = self.critic
+        if ctx.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_g = DDP(self.generator, device_ids=ids)
+            self.train_d = DDP(self.critic, device_ids=ids)
+        # The generator step scores fakes with the bare critic: DDP would wait for critic gradients
+        # that are never computed there (the critic is frozen during that step).
+        self.critic_for_g: nn.Module = self.critic
+        if s.compile:
+            self.train_g = torch.compile(self.train_g)
+            self.train_d = torch.compile(self.train_d)
+            self.critic_for_g = torch.compile(self.critic)
+
+        self.sampler = _ResumableSampler(self.train_set, ctx=ctx, seed=s.seed)
+        self.loader = DataLoader(self.train_set, batch_size=s.batch_size, sampler=self.sampler,
+                                 num_workers=s.workers, pin_memory=device.type == "cuda", drop_last=True,
+                                 persistent_workers=s.workers > 0, worker_init_fn=_worker_signals,
+                                 # Its own generator: creating an iterator then leaves the global RNG
+                                 # (used by the gradient penalty) alone, so a resumed run matches.
+                                 generator=torch.Generator().manual_seed(s.seed))
+        full_batches = len(self.sampler.inner) // s.batch_size
+        self.batches_per_epoch = min(full_batches, s.steps_per_epoch or full_batches)
+        self._load_validation()
+
+    # -- setup helpers --------------------------------------------------------------------------
+
+    def _load_validation(self) -> None:
+        s = self.plan.settings
+        count = min(s.val_images, len(self.val_set)) if self.val_set is not None else 0
+        if not self.ctx.is_main or count == 0:
+            self.val_rgb = None
+            return
+        images = torch.stack([self.val_set[i] for i in range(count)])
+        self.val_rgb = center_crop(images, self.size).to(self.device)
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.generator.load_state_dict(checkpoint["generator"])
+        self.critic.load_state_dict(checkpoint["critic"])
+        self.opt_g.load_state_dict(checkpoint["opt_g"])
+        self.opt_d.load_state_dict(checkpoint["opt_d"])
+        # Learning rates come from the (possibly overridden) recipe, not from the saved optimizer.
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.plan.recipe.lr_g
+        for group in self.opt_d.param_groups:
+            group["lr"] = self.plan.recipe.lr_d
+        for scaler, key in ((self.scaler_g, "scaler_g"), (self.scaler_d, "scaler_d")):
+            if checkpoint.get(key):
+                scaler.load_state_dict(checkpoint[key])
+        self.epochs_done = checkpoint["epochs_done"]
+        self.batches_done = checkpoint["batches_done"]
+        self.total_batches = checkpoint["total_batches"]
+        rng = checkpoint["rng"]
+        self.augment_rng.set_state(rng["augment"][self.ctx.rank % len(rng["augment"])])
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if checkpoint.get("running"):
+            self.running.load(checkpoint["running"])
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def _to_network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 RGB batch from the loader -> (L, ab) in network units on the device, augmented."""
+        batch = batch.to(self.device, non_blocking=True)
+        n = batch.shape[0]
+        offsets = torch.randint(0, self.store_size - self.size + 1, (n, 2), generator=self.augment_rng)
+        flips = torch.rand(n, generator=self.augment_rng) < (0.5 if self.plan.settings.flip else 0.0)
+        rgb = crop_and_flip(batch, offsets, flips, self.size).float().div_(255)
+        l_norm, ab_norm = rgb_to_network(rgb)
+        if self.channels_last:
+            l_norm = l_norm.contiguous(memory_format=torch.channels_last)
+            ab_norm = ab_norm.contiguous(memory_format=torch.channels_last)
+        return l_norm, ab_norm
+
+    def _step(self, batch: torch.Tensor, recon_weight: float) -> None:
+        recipe = self.plan.recipe
+        l_norm, ab_true = self._to_network(batch)
+        generator_turn = (self.total_batches + 1) % recipe.critic_steps == 0
+        with self._autocast(), torch.set_grad_enabled(generator_turn):
+            ab_fake = self.train_g(l_norm)
+        real = torch.cat((l_norm, ab_true), dim=1)
+        fake = torch.cat((l_norm, ab_fake.float()), dim=1)
+
+        self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            d_loss, d_parts = recipe.adversarial.d_loss(self.train_d, real, fake.detach(), eager_critic=self.critic)
+        self.scaler_d.scale(d_loss).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
+        values = {"d_loss": d_loss, **d_parts}
+
+        if generator_turn:
+            self.critic.requires_grad_(False)
+            self.opt_g.zero_grad(set_to_none=True)
+            with self._autocast():
+                g_adv = recipe.adversarial.g_loss(self.critic_for_g, fake)
+                weights = self.ab_weights.lookup(denormalize_ab(ab_true))
+                l1 = rebalanced_l1(ab_fake, ab_true, weights)
+                g_recon = recon_weight * l1
+                values["l1"] = l1
+                if self.features is not None:
+                    perceptual = perceptual_loss(l_norm, ab_fake, ab_true, self.features)
+                    g_recon = g_recon + recipe.perceptual_weight * perceptual
+                    values["perceptual"] = perceptual
+                g_loss = g_adv + g_recon
+            self.scaler_g.scale(g_loss).backward()
+            self.scaler_g.step(self.opt_g)
+            self.scaler_g.update()
+            self.critic.requires_grad_(True)
+            values.update(g_loss=g_loss, g_adv=g_adv, g_recon=g_recon)
+        self.running.add(values)
+
+    # -- validation and outputs (rank 0) --------------------------------------------------------
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float | None]:
+        from recolor.metrics import psnr
+
+        if self.val_rgb is None:
+            return {"val_psnr": None, "val_psnr_gray": None, "val_ab_l1": None, "val_ab_l1_gray": None}
+        self.generator.eval()
+        psnrs, gray_psnrs, ab_errors, gray_errors = [], [], [], []
+        for chunk in self.val_rgb.split(self.plan.settings.batch_size):
+            rgb = chunk.float() / 255
+            l_norm, ab_true = rgb_to_network(rgb)
+            with self._autocast():
+                ab_pred = self.generator(l_norm).float()
+            psnrs.append(psnr(network_to_rgb(l_norm, ab_pred), rgb))
+            gray_psnrs.append(psnr(network_to_rgb(l_norm, torch.zeros_like(ab_true)), rgb))
+            ab_errors.append(denormalize_ab(ab_pred - ab_true).abs().flatten(1).mean(1))
+            gray_errors.append(denormalize_ab(ab_true).abs().flatten(1).mean(1))
+        self.generator.train()
+        return {"val_psnr": torch.cat(psnrs).mean().item(), "val_psnr_gray": torch.cat(gray_psnrs).mean().item(),
+                "val_ab_l1": torch.cat(ab_errors).mean().item(), "val_ab_l1_gray": torch.cat(gray_errors).mean().item()}
+
+    @torch.no_grad()
+    def _write_samples(self, epoch: int) -> None:
+        from PIL import Image
+
+        from recolor.imageio import atomic_write
+
+        if self.val_rgb is None:
+            return
+        rgb = self.val_rgb[: self.plan.settings.sample_images].float() / 255
+        l_norm, ab_true = rgb_to_network(rgb)
+        self.generator.eval()
+        with self._autocast():
+            ab_pred = self.generator(l_norm).float()
+        self.generator.train()
+        gray = network_to_rgb(l_norm, torch.zeros_like(ab_true))
+        pred = network_to_rgb(l_norm, ab_pred)
+        # Rows: one validation image each; columns: L | prediction | ground truth.
+        grid = torch.cat((gray, pred, rgb), dim=3)                       # (K, 3, S, 3S)
+        grid = torch.cat(list(grid), dim=1)                              # (3, K·S, 3S)
+        pixels = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        folder = self.plan.run_dir / SAMPLES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(pixels)
+        atomic_write(folder / f"epoch_{epoch:03d}.png", lambda fp: image.save(fp, format="PNG"))
+
+    def _config_metadata(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
+        s = self.plan.settings
+        return {
+            "recipe": self.plan.recipe.to_dict(),
+            "recipe_overrides": self.plan.overrides,
+            "discriminator": dict(self.critic.config),
+            "perceptual_backbone": s.perceptual_backbone if self.features is not None else None,
+            "training": {**s.to_dict(), "epochs": self.epochs, "size": self.size,
+                         "precision_used": _precision_name(self.amp_dtype), "world_size": self.ctx.world_size,
+                         "epochs_done": self.epochs_done},
+            "data": {"path": str(self.plan.data.resolve()), "prepare": _prepare_summary(self.prepare_info)},
+            "seed": s.seed,
+            "versions": _versions(),
+            "metrics": metrics,
+        }
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm statistics (what is saved and validated).
+
+        DDP broadcasts buffers before each forward, but the forward itself then updates them on
+        each rank from its own batch, so after an epoch the ranks' running statistics differ.
+        """
+        if not self.ctx.active:
+            return
+        for module in (self.generator, self.critic):
+            for buffer in module.buffers():
+                torch_dist.broadcast(buffer, src=0)
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        augment_states = [self.augment_rng.get_state()]
+        if self.ctx.active:
+            gathered = [torch.empty_like(augment_states[0]) for _ in range(self.ctx.world_size)]
+            torch_dist.all_gather(gathered, augment_states[0])
+            augment_states = gathered
+        rng = {"torch": torch.get_rng_state(), "augment": augment_states,
+               "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "recipe_name": self.plan.recipe_name,
+            "overrides": self.plan.overrides,
+            "settings": self.plan.settings.to_dict(),
+            "data": str(self.plan.data),
+            "epochs_done": self.epochs_done,
+            "batches_done": self.batches_done,
+            "total_batches": self.total_batches,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "rng": rng,
+            "running": self.running.state() if self.batches_done else None,
+        }
+
+    def _save(self, metrics: dict[str, Any] | None) -> None:
+        """Checkpoint and generator folder. Every rank takes part (the RNG gather); rank 0 writes."""
+        from recolor.imageio import atomic_write
+
+        state = self._checkpoint_state()
+        if not self.ctx.is_main:
+            return
+        run_dir = self.plan.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_generator(self.generator, run_dir, metadata=self._config_metadata(metrics))
+        atomic_write(run_dir / CHECKPOINT_NAME, lambda fp: torch.save(state, fp))
+
+    def _append_metrics(self, metrics: dict[str, Any]) -> None:
+        path = self.plan.run_dir / METRICS_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fp:
+            fp.write(json.dumps(metrics) + "\n")
+
+    def _trim_metrics(self) -> None:
+        """Drop lines of epochs the checkpoint does not have (a crash between the two writes)."""
+        path = self.plan.run_dir / METRICS_NAME
+        if not path.is_file():
+            return
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line).get("epoch", 0) <= self.epochs_done]
+        if len(kept) != len(lines):
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def _check_finite(self, epoch: int) -> None:
+        finite = _all_agree(self.ctx, self.running.finite(), any_rank=False)
+        if not finite:
+            means = ", ".join(f"{k}={v:.4g}" for k, v in self.running.means().items())
+            kept = (f"the checkpoint of epoch {self.epochs_done} in {self.plan.run_dir} is kept"
+                    if (self.plan.run_dir / CHECKPOINT_NAME).exists() else "no checkpoint was written yet")
+            raise TrainingError(
+                f"a loss became NaN or infinite in epoch {epoch} near batch {self.batches_done} ({means})",
+                f"{kept}; resume with lower --lr-g/--lr-d or --precision fp32")
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        s = self.plan.settings
+        recipe = self.plan.recipe
+        if self.ctx.is_main:
+            self._trim_metrics()
+        _barrier(self.ctx)
+        session_metrics: list[dict[str, Any]] = []
+        if self.display is not None:
+            self.display.start(run_dir=self.plan.run_dir, first_epoch=self.epochs_done + 1, epochs=self.epochs,
+                               batches_per_epoch=self.batches_per_epoch)
+        images_per_batch = s.batch_size * self.ctx.world_size
+        session_start = time.perf_counter()
+        session_batches = 0
+        interrupted = False
+        shown: dict[str, float] = {}
+        try:
+            with _StopFlag() as stop:
+                for epoch in range(self.epochs_done + 1, self.epochs + 1):
+                    recon_weight = recipe.recon_weight.at(epoch)
+                    self.sampler.set_epoch(epoch, skip=self.batches_done * s.batch_size)
+                    epoch_start = time.perf_counter()
+                    epoch_batches = 0
+                    # A run resumed after the last batch of an epoch goes straight to that epoch's end.
+                    batches = iter(self.loader) if self.batches_done < self.batches_per_epoch else iter(())
+                    for batch in batches:
+                        self._step(batch, recon_weight)
+                        self.batches_done += 1
+                        self.total_batches += 1
+                        epoch_batches += 1
+                        session_batches += 1
+                        at_sync = self.batches_done % SYNC_EVERY == 0
+                        if at_sync:
+                            self._check_finite(epoch)
+                        if self.display is not None:
+                            # Loss values need a device sync: read them only at sync points.
+                            if at_sync or self.batches_done == 1:
+                                shown = self.running.means()
+                            elapsed = time.perf_counter() - session_start
+                            remaining = (self.epochs - epoch + 1) * self.batches_per_epoch - self.batches_done
+                            self.display.step(epoch=epoch, batch=self.batches_done, values=shown,
+                                              images_per_s=session_batches * images_per_batch / elapsed,
+                                              eta_s=remaining * elapsed / session_batches)
+                        if self.batches_done >= self.batches_per_epoch:
+                            break
+                        # Under DDP the ranks agree on stopping at sync points only (a collective).
+                        if (at_sync or not self.ctx.active) and _all_agree(self.ctx, stop.requested, any_rank=True):
+                            interrupted = True
+                            break
+                    if interrupted:
+                        self._check_finite(epoch)
+                        self._save(None)
+                        break
+                    seconds = time.perf_counter() - epoch_start
+                    self._check_finite(epoch)
+                    metrics = self._end_epoch(epoch, seconds, epoch_batches * images_per_batch, recon_weight)
+                    session_metrics.append(metrics)
+                    if epoch < self.epochs and _all_agree(self.ctx, stop.requested, any_rank=True):
+                        interrupted = True
+                        break
+        finally:
+            if self.display is not None:
+                self.display.close()
+        return TrainResult(run_dir=self.plan.run_dir if self.ctx.is_main else None, epochs_done=self.epochs_done,
+                           interrupted=interrupted, metrics=session_metrics, generator=self.generator)
+
+    def _end_epoch(self, epoch: int, seconds: float, images: int, recon_weight: float) -> dict[str, Any]:
+        means = self.running.means()
+        self.epochs_done = epoch
+        self.batches_done = 0
+        self.running = _Running(self.device)
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "batches": self.total_batches,
+            "d_loss": means.get("d_loss"),
+            "g_loss": means.get("g_loss"),
+            "g_adv": means.get("g_adv"),
+            "g_recon": means.get("g_recon"),
+            "l1": means.get("l1"),
+            "perceptual": means.get("perceptual"),
+            "recon_weight": recon_weight,
+            "perceptual_weight": self.plan.recipe.perceptual_weight,
+            **{key: value for key, value in means.items()
+               if key not in ("d_loss", "g_loss", "g_adv", "g_recon", "l1", "perceptual")},
+            "images_per_s": images / max(seconds, 1e-9),
+            "seconds": seconds,
+        }
+        self._sync_buffers()
+        if self.ctx.is_main:
+            metrics.update(self._validate())
+            self._write_samples(epoch)
+            self._append_metrics(metrics)
+        self._save(metrics)
+        _barrier(self.ctx)
+        if self.display is not None:
+            self.display.epoch_end(metrics)
+        return metrics
+
+
+# ---------------------------------------------------------------------------------------------------
+# Terminal display
+
+
+class RichDisplay:
+    """Live progress (epoch, batch, losses, images/s, ETA) on a terminal; one line per epoch otherwise."""
+
+    _SHOWN = ("d_loss", "g_adv", "g_recon")
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self.live = bool(console.is_terminal)
+        self.progress = None
+        self.task = None
+        self.epochs = 0
+
+    def start(self, *, run_dir: Path, first_epoch: int, epochs: int, batches_per_epoch: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.epochs = epochs
+        self.console.print(f"training into [bold]{run_dir}[/] (epochs {first_epoch}..{epochs}, "
+                           f"{batches_per_epoch} batches each)", highlight=False)
+        if self.live:
+            self.progress = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                     console=self.console, transient=False)
+            self.task = self.progress.add_task("train", total=batches_per_epoch, epoch=first_epoch, info="")
+            self.progress.start()
+
+    def step(self, *, epoch: int, batch: int, values: dict[str, float], images_per_s: float, eta_s: float) -> None:
+        if self.progress is None:
+            return
+        losses = "  ".join(f"{key} {values[key]:.3f}" for key in self._SHOWN if key in values)
+        info = f"{losses}  {images_per_s:.1f} img/s  ETA {_duration(eta_s)}"
+        self.progress.update(self.task, completed=batch, epoch=epoch, info=info)
+
+    def epoch_end(self, metrics: dict[str, Any]) -> None:
+        def fmt(key: str) -> str:
+            value = metrics.get(key)
+            return "-" if value is None else f"{value:.3f}"
+
+        line = (f"epoch {metrics['epoch']}/{self.epochs}  d_loss {fmt('d_loss')}  g_adv {fmt('g_adv')}  "
+                f"g_recon {fmt('g_recon')}  val PSNR {fmt('val_psnr')} dB (gray {fmt('val_psnr_gray')})  "
+                f"{metrics['images_per_s']:.1f} img/s")
+        if self.progress is not None:
+            self.progress.console.print(line, highlight=False)
+            if metrics["epoch"] < self.epochs:
+                self.progress.reset(self.task, completed=0, epoch=metrics["epoch"] + 1, info="")
+        else:
+            self.console.print(line, highlight=False)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

@@ -1,0 +1,271 @@
+"""The training loop: it learns, it resumes exactly, it stops cleanly, and the CLI drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import recolor.train as train_module
+from recolor.cli import app
+from recolor.color import denormalize_ab, rgb_to_network
+from recolor.errors import TrainingError, UsageError
+from recolor.nn.pretrained import load_generator
+from recolor.train import CHECKPOINT_NAME, crop_and_flip, load_checkpoint, train
+from train_fixtures import make_prepared, texture_image
+
+TINY = {"width": 8, "batch_size": 8, "workers": 0, "val_images": 8, "sample_images": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny networks gain nothing from a second thread, and on a shared, busy machine two OpenMP
+    # threads waiting on each other made these tests 20x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("prepared"), train=32, val=8)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-4, atol=1e-6), key
+
+
+# ------------------------------------------------------------------------------------- learning
+
+
+def test_training_learns_colors_from_texture(tmp_path):
+    """Stripes are red and checkers blue on random gray levels: only texture tells the color."""
+    learnable = make_prepared(tmp_path / "textures", train=160, val=16, seed=1)
+    result = train("gan", learnable, out=tmp_path / "runs", settings={**TINY, "epochs": 10, "val_images": 16})
+    metrics = _metrics(result.run_dir)
+    assert len(metrics) == 10 and metrics[-1]["batches"] == 200   # 200 steps of batch 8
+    first, last = metrics[0], metrics[-1]
+    gray_error = last["val_ab_l1_gray"]
+    assert gray_error > 25        # the colors are far from gray: |ab| about 35 on average
+    # The gray baseline's mean ab error, beaten by a wide margin (and far better than at epoch 1).
+    assert last["val_ab_l1"] < 0.3 * gray_error
+    assert last["val_ab_l1"] < 0.5 * first["val_ab_l1"]
+    assert last["val_psnr"] > last["val_psnr_gray"] + 6
+    assert last["l1"] < 0.5 * first["l1"]
+    # The folder serves as a model: loaded alone, its generator colors new texture images.
+    generator, config = load_generator(result.run_dir)
+    assert config["recipe"]["name"] == "gan" and config["training"]["epochs_done"] == 10
+    rng = np.random.default_rng(99)
+    rgb = torch.stack([torch.from_numpy(texture_image(rng, 32)).permute(2, 0, 1) for _ in range(8)]).float() / 255
+    l_norm, ab_true = rgb_to_network(rgb)
+    with torch.no_grad():
+        ab_pred = generator(l_norm)
+    error = denormalize_ab(ab_pred - ab_true).abs().mean().item()
+    assert error < 0.3 * denormalize_ab(ab_true).abs().mean().item()
+
+
+# ------------------------------------------------------------------------------------- resume
+
+
+@pytest.fixture(scope="module")
+def two_epochs(data, tmp_path_factory) -> Path:
+    """The reference: two epochs in one go."""
+    out = tmp_path_factory.mktemp("reference")
+    train("gan", data, out=out, settings={**TINY, "epochs": 2})
+    return out / "gan"
+
+
+def test_resume_after_one_epoch_equals_two_epochs(data, tmp_path, two_epochs):
+    train("gan", data, out=tmp_path, settings={**TINY, "epochs": 1})
+    first = load_checkpoint(tmp_path / "gan" / CHECKPOINT_NAME)
+    assert (first["epochs_done"], first["batches_done"]) == (1, 0)
+    result = train("gan", None, out=tmp_path, resume="gan", settings={"epochs": 2})
+    assert result.epochs_done == 2 and [m["epoch"] for m in result.metrics] == [2]
+    _assert_same_weights(_weights(tmp_path / "gan"), _weights(two_epochs))
+    resumed, reference = _metrics(tmp_path / "gan"), _metrics(two_epochs)
+    assert [m["epoch"] for m in resumed] == [1, 2]
+    for key in ("d_loss", "g_adv", "g_recon", "val_psnr"):
+        assert resumed[1][key] == pytest.approx(reference[1][key], rel=1e-4), key
+
+
+class _CtrlCAt:
+    """A display that presses Ctrl-C (SIGINT to this process) at one batch of one epoch."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.when = (epoch, batch)
+
+    def start(self, **kwargs) -> None: ...
+
+    def step(self, *, epoch, batch, **kwargs) -> None:
+        if (epoch, batch) == self.when:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def epoch_end(self, metrics) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(data, tmp_path, two_epochs):
+    result = train("gan", data, out=tmp_path, settings={**TINY, "epochs": 2}, display=_CtrlCAt(2, 1))
+    assert result.interrupted and result.epochs_done == 1
+    checkpoint = load_checkpoint(tmp_path / "gan" / CHECKPOINT_NAME)
+    assert (checkpoint["epochs_done"], checkpoint["batches_done"]) == (1, 1)
+    assert len(_metrics(tmp_path / "gan")) == 1
+    # The Ctrl-C handler is gone again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    result = train("gan", None, out=tmp_path, resume=str(tmp_path / "gan"))
+    assert not result.interrupted and result.epochs_done == 2
+    _assert_same_weights(_weights(tmp_path / "gan"), _weights(two_epochs))
+    assert _metrics(tmp_path / "gan")[1]["g_recon"] == pytest.approx(_metrics(two_epochs)[1]["g_recon"], rel=1e-4)
+
+
+def test_a_larger_epochs_on_resume_trains_the_rest(data, tmp_path, two_epochs):
+    train("gan", data, out=tmp_path, settings={**TINY, "epochs": 1})
+    result = train("gan", None, out=tmp_path, resume="gan", settings={"epochs": 3})
+    assert [m["epoch"] for m in result.metrics] == [2, 3]
+    assert [m["epoch"] for m in _metrics(tmp_path / "gan")] == [1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "gan" / "samples").iterdir()) == [
+        "epoch_001.png", "epoch_002.png", "epoch_003.png"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    train("gan", data, out=tmp_path, settings={**TINY, "epochs": 1})
+    run = tmp_path / "gan"
+    saved = (run / CHECKPOINT_NAME).read_bytes()
+    monkeypatch.setattr(train_module, "rebalanced_l1", lambda *args: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError) as caught:
+        train("gan", None, out=tmp_path, resume="gan", settings={"epochs": 2})
+    assert "NaN or infinite" in caught.value.cause and "epoch 2" in caught.value.cause
+    assert "epoch 1" in caught.value.fix
+    assert (run / CHECKPOINT_NAME).read_bytes() == saved
+    assert len(_metrics(run)) == 1
+
+
+def test_resume_keeps_what_the_run_fixed(data, tmp_path):
+    train("gan", data, out=tmp_path, settings={**TINY, "epochs": 1, "steps_per_epoch": 1})
+    with pytest.raises(UsageError, match="already holds a run"):
+        train("gan", data, out=tmp_path, settings={**TINY, "epochs": 1})
+    with pytest.raises(UsageError, match="--width 16 differs"):
+        train("gan", None, out=tmp_path, resume="gan", settings={"width": 16})
+    with pytest.raises(UsageError, match="trained with recipe 'gan'"):
+        train("wgan", None, out=tmp_path, resume="gan")
+    with pytest.raises(UsageError, match="changes the networks"):
+        train("gan", None, out=tmp_path, resume="gan", overrides={"d_layers": 3})
+    with pytest.raises(UsageError, match="no run to resume"):
+        train("gan", None, out=tmp_path, resume="nothing-here")
+    with pytest.raises(UsageError, match="fp16 needs a CUDA"):
+        train("gan", data, out=tmp_path, name="fp16", settings={**TINY, "precision": "fp16", "device": "cpu"})
+    with pytest.raises(UsageError, match="multiple of 32"):
+        train("gan", data, out=tmp_path, name="odd", settings={**TINY, "size": 16})
+    with pytest.raises(UsageError, match="larger than the prepared images"):
+        train("gan", data, out=tmp_path, name="big", settings={**TINY, "size": 64})
+
+
+# ------------------------------------------------------------------------------------- recipes
+
+
+def test_wgan_and_progan_run_through_the_same_loop(data, tmp_path):
+    # wgan in bf16 with channels_last: 5 batches = 5 critic steps and 1 generator step.
+    result = train("wgan", data, out=tmp_path, settings={
+        **TINY, "batch_size": 4, "epochs": 1, "steps_per_epoch": 5, "precision": "bf16", "channels_last": True})
+    wgan = result.metrics[0]
+    assert wgan["batches"] == 5 and wgan["gp"] >= 0 and "wasserstein" in wgan
+    assert all(torch.isfinite(torch.tensor(wgan[k])) for k in ("d_loss", "g_adv", "g_recon"))
+    assert json.loads((tmp_path / "wgan" / "config.json").read_text())["training"]["precision_used"] == "bf16"
+
+    # progan with the offline random VGG-16: the perceptual term is in the loss and named in config.json.
+    result = train("progan", data, out=tmp_path, settings={
+        **TINY, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "perceptual_backbone": "vgg16-random"})
+    progan = result.metrics[0]
+    assert progan["perceptual"] > 0 and progan["perceptual_weight"] == 100
+    assert progan["g_recon"] == pytest.approx(70 * progan["l1"] + 100 * progan["perceptual"], rel=1e-4)
+    config = json.loads((tmp_path / "progan" / "config.json").read_text())
+    assert config["perceptual_backbone"] == "vgg16-random"
+    assert config["generator"]["norm"] == "pixel" and config["discriminator"]["minibatch_std"] is True
+
+
+def test_crop_and_flip_cuts_each_image_where_told():
+    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).view(2, 3, 6, 6)
+    offsets = torch.tensor([[0, 2], [1, 0]])
+    flips = torch.tensor([False, True])
+    out = crop_and_flip(images, offsets, flips, 4)
+    assert torch.equal(out[0], images[0, :, 0:4, 2:6])
+    assert torch.equal(out[1], images[1, :, 1:5, 0:4].flip(-1))
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_trains_a_tiny_run_into_a_self_describing_folder(data, tmp_path):
+    result = CliRunner().invoke(app, [
+        "train", "gan", "--data", str(data), "--out", str(tmp_path / "runs"), "--name", "tiny", "--width", "8",
+        "--epochs", "1", "--batch-size", "8", "--workers", "0", "--steps-per-epoch", "3", "--val-images", "8",
+        "--sample-images", "2", "--recon-weight", "50", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "tiny"
+    assert "recolor apply --model" in result.output
+    assert {p.name for p in run.iterdir()} == {"config.json", "model.safetensors", "checkpoint.pt",
+                                               "metrics.jsonl", "samples"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"]["recon_weight"] == [[1, 50.0]] and config["recipe_overrides"] == {"recon_weight": 50.0}
+    assert config["recipe"]["adversarial"] == {"kind": "bce-soft-labels", "real_label": 0.8, "fake_label": 0.2,
+                                               "generator_target": 1.0}
+    assert config["discriminator"]["layers"] == 4 and config["generator"]["width"] == 8
+    assert config["data"]["prepare"]["counts"] == {"train": 32, "val": 8}
+    assert config["seed"] == 3 and "torch" in config["versions"]
+    (line,) = _metrics(run)
+    assert line["epoch"] == 1 and line["batches"] == 3 and line["recon_weight"] == 50
+    for key in ("d_loss", "g_adv", "g_recon", "val_psnr", "images_per_s"):
+        assert isinstance(line[key], float), key
+    generator, _ = load_generator(run)
+    with torch.no_grad():
+        assert generator(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+    # L | prediction | ground truth, one row per sample image.
+    assert Image.open(run / "samples" / "epoch_001.png").size == (3 * 32, 2 * 32)
+    # The checkpoint holds only tensors and plain values: loadable with weights_only=True.
+    checkpoint = torch.load(run / CHECKPOINT_NAME, weights_only=True)
+    assert {"generator", "critic", "opt_g", "opt_d", "rng", "epochs_done"} <= checkpoint.keys()
+
+
+def test_cli_progan_fails_fast_without_the_vgg_weights(data, tmp_path, monkeypatch):
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    result = CliRunner().invoke(app, ["train", "progan", "--data", str(data), "--out", str(tmp_path / "runs"),
+                                      "--width", "8", "--workers", "0"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    message = " ".join(result.output.split())   # rich may wrap the one line at the terminal width
+    assert message.startswith("error: the VGG-16 ImageNet weights")
+    assert "vgg16-random" in message and "vgg16-397923af.pth" in message
+    assert not (tmp_path / "runs").exists()     # failed before making a run folder
+
+
+def test_cli_unknown_recipe_lists_the_registry(data, tmp_path):
+    result = CliRunner().invoke(app, ["train", "dcgan", "--data", str(data), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "gan, wgan, progan" in result.output
