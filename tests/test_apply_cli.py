@@ -295,3 +295,17 @@ def test_default_model_without_packaged_weights_fails_fast_in_one_line_without_n
     assert len(lines) == 1 and "no weights in this install yet" in lines[0] and "--model RUN_FOLDER" in lines[0]
     assert _Recorder.requests == []  # built-in names never touch the network
     assert not (tmp_path / "out").exists()
+
+
+def test_precision_fp32_and_bf16_give_nearly_the_same_colors_and_bad_names_exit_2(tmp_path, model):
+    save_gray(tmp_path / "in" / "a.png", 64, 48)
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        result = apply(str(tmp_path / "in" / "a.png"), "--model", str(model), "--out", str(tmp_path / precision),
+                       "--render-size", "64", "--precision", precision)
+        assert result.exit_code == 0, result.output
+        outputs[precision] = np.asarray(Image.open(tmp_path / precision / "a.png")).astype(int)
+    assert np.abs(outputs["fp32"][..., 0] - outputs["fp32"][..., 2]).mean() > 2  # colored
+    assert np.abs(outputs["fp32"] - outputs["bf16"]).max() <= 3
+    bad = apply(str(tmp_path / "in" / "a.png"), "--model", str(model), "--precision", "fp8")
+    assert bad.exit_code == 2 and "fp8" in bad.stderr

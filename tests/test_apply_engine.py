@@ -376,3 +376,78 @@ def test_bad_files_fail_alone_with_their_reason(tmp_path, colorizer):
         assert isinstance(error, ImageReadError) and words in error.cause.lower()
         assert not (tmp_path / "out" / path.name).exists()
     assert os.path.getsize(bad["pixels"]) < 200  # the bomb was refused, not decoded
+
+
+# --------------------------------------------------------------------------------- the network
+
+
+def _generator_with_real_batch_norms():
+    from recolor.nn import UNetGenerator
+
+    torch.manual_seed(0)
+    generator = UNetGenerator(width=8).eval()
+    with torch.no_grad():  # running statistics and affine parameters far from the identity
+        for module in generator.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.2, 3.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+        generator.head.bias.copy_(torch.tensor([0.3, -0.2]))
+    return generator
+
+
+def test_fp32_colorizer_computes_the_generator_and_leaves_it_untouched():
+    generator = _generator_with_real_batch_norms()
+    before = {name: value.clone() for name, value in generator.state_dict().items()}
+    lightness_batch = torch.rand(3, 32, 64) * 100
+    with torch.no_grad():
+        expected = generator(lightness_batch[:, None] / 50 - 1) * 110
+    got = Colorizer(generator, torch.device("cpu"), precision="fp32").ab(lightness_batch)
+    assert got.shape == (3, 2, 32, 64) and got.dtype == torch.float32 and got.is_contiguous()
+    assert (got - expected).abs().max() < 1e-3  # BatchNorms folded, channels_last: the same function
+    after = generator.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)  # the caller's copy is not folded
+    assert all(p.dtype == torch.float32 for p in generator.parameters())
+
+
+def test_bf16_colorizer_is_within_a_fraction_of_an_ab_unit_of_fp32():
+    generator = _generator_with_real_batch_norms()
+    lightness_batch = torch.rand(2, 32, 64) * 100
+    fp32 = Colorizer(generator, torch.device("cpu"), precision="fp32").ab(lightness_batch)
+    bf16 = Colorizer(generator, torch.device("cpu"), precision="bf16").ab(lightness_batch)
+    assert fp32.abs().mean() > 5  # colored enough for the comparison to mean something
+    error = (bf16 - fp32).abs()
+    assert 0 < error.mean() < 0.5 and error.max() < 3
+
+
+def test_precision_auto_follows_the_cpu_and_unknown_names_are_usage_errors(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(colorize, "cpu_has_native_bf16", lambda: True)
+    assert colorize.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(colorize, "cpu_has_native_bf16", lambda: False)
+    assert colorize.resolve_precision("auto", cpu) == "fp32"
+    assert colorize.resolve_precision("bf16", cpu) == "bf16"
+    assert colorize.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    with pytest.raises(UsageError):
+        colorize.resolve_precision("fp8", cpu)
+
+
+def test_the_network_runs_with_the_threads_the_io_leaves_and_they_are_restored(tmp_path, colorizer, monkeypatch):
+    seen = []
+    original = Colorizer.ab
+
+    def recording(self, batch):
+        seen.append(torch.get_num_threads())
+        return original(self, batch)
+
+    monkeypatch.setattr(Colorizer, "ab", recording)
+    jobs = [Job(save_gray(tmp_path / "in" / f"p{i}.png", 48, 32, seed=i), tmp_path / "out" / f"p{i}.png")
+            for i in range(3)]
+    before = torch.get_num_threads()
+    results = colorize_files(jobs, colorizer, options=ApplyOptions(render_size=64, batch_size=2, network_threads=1))
+    assert all(r.error is None for r in results) and seen == [1, 1]
+    assert torch.get_num_threads() == before
+    seen.clear()
+    colorize_files(jobs, colorizer, options=ApplyOptions(render_size=64, batch_size=3, io_threads=1))
+    assert seen == [max(1, (os.cpu_count() or 1) - 1)]
