@@ -493,6 +493,58 @@ def models_verify(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly_errors
+def push(
+    run: Annotated[Path, typer.Argument(
+        help="A run folder (runs/NAME) or a weights folder: config.json + model.safetensors.", show_default=False)],
+    repo: Annotated[str, typer.Option(
+        "--repo", help="The Hub repo to publish to, ORG/NAME (created when missing).", show_default=False)],
+    revision: Annotated[str, typer.Option(help="The branch to commit to (created from main when missing).")] = "main",
+    private: Annotated[bool, typer.Option(
+        "--private/--no-private", help="Create the repo private (an existing repo keeps its visibility).")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the files and print the model card; no token, no network.")] = False,
+    eval_file: Annotated[Optional[Path], typer.Option(
+        "--eval", help="`recolor eval --format json` output with a row for RUN: the card's eval table.",
+        show_default=False)] = None,
+    card_info: Annotated[Optional[Path], typer.Option(
+        "--card-info", help="A JSON object with what the folder does not record: hardware, deviations, "
+                            "failure_modes, data, data_terms, intended_use, license, name, description (see docs/publishing.md).",
+        show_default=False)] = None,
+    logs: Annotated[bool, typer.Option(
+        "--logs/--no-logs", help="Also upload metrics.jsonl and samples/*.png when the folder has them.")] = True,
+) -> None:
+    """Publish a run folder on the Hugging Face Hub with its model card (never checkpoint.pt)."""
+    from rich.markup import escape
+
+    from recolor.push import push_run, read_json_object
+
+    eval_report = None if eval_file is None else read_json_object(
+        eval_file, what="eval report", fix="write one with `recolor eval --data DATA RUN --format json --out eval.json`")
+    extra = None if card_info is None else read_json_object(
+        card_info, what="card info object", fix="see docs/publishing.md for the keys")
+    result = push_run(run, repo_id=repo, revision=revision, private=private, dry_run=dry_run,
+                      eval_report=eval_report, extra=extra, logs=logs)
+    plan = result.plan
+    # The file list goes to stderr, the card to stdout: `--dry-run > README.md` keeps the card alone.
+    header = "would upload" if dry_run else "uploaded"
+    error_console.print(f"{header} to {escape(plan.repo_id)}@{escape(plan.revision)} "
+                        f"({len(plan.uploads)} files, {plan.total_bytes:,} bytes):", highlight=False)
+    for upload in plan.uploads:
+        source = "generated model card" if upload.source is None else str(upload.source)
+        error_console.print(f"  {escape(upload.path_in_repo)}  {upload.size:,} bytes  ({escape(source)})",
+                            highlight=False, soft_wrap=True)
+    for relative, why in plan.left_out:
+        error_console.print(f"  [dim]left out {escape(relative)}: {escape(why)}[/]", highlight=False, soft_wrap=True)
+    if dry_run:
+        typer.echo(plan.card, nl=False)
+        return
+    who = f" as {result.user}" if result.user else ""
+    console.print(escape(f"pushed {len(plan.uploads)} files to {result.repo_url}{who}: {result.commit_url}"),
+                  highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="recolor")
