@@ -7,6 +7,7 @@ import io
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,10 +141,14 @@ def test_a_prepared_folder_scores_its_val_split_exactly_as_the_photos_themselves
     assert from_store.ground_truth_colorfulness == pytest.approx(from_files.ground_truth_colorfulness, rel=1e-6)
 
 
-def test_limit_takes_the_first_photos_in_path_order(tmp_path):
-    folder = _photos(tmp_path / "photos", count=5)
-    report = ev.evaluate(folder, size=32, perceptual=False, limit=2)
-    assert report.n == 2
+def test_limit_spreads_the_subset_over_the_whole_set(tmp_path):
+    folder = _photos(tmp_path / "photos", count=6)
+    dataset = ev.open_images(folder, size=32, limit=3)
+    names = [Path(dataset.name(index)).name for index in range(len(dataset))]
+    all_names = [Path(ev.open_images(folder, size=32).name(index)).name for index in range(6)]
+    assert names == [all_names[0], all_names[2], all_names[4]]
+    report = ev.evaluate(folder, size=32, perceptual=False, limit=3)
+    assert report.n == 3
 
 
 def test_perceptual_metric_unavailable_is_said_once_fast_and_the_column_is_null(tmp_path, monkeypatch):

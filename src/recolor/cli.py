@@ -284,7 +284,7 @@ def eval_command(
         "--all", help="Also score every built-in model; those that cannot be loaded are reported and left out.")] = False,
     size: Annotated[int, typer.Option(min=32, help="Evaluate at SIZE x SIZE px (short side resized, center crop).")] = 256,
     limit: Annotated[Optional[int], typer.Option(
-        min=1, help="Only the first N photos (sorted by path).", show_default=False)] = None,
+        min=1, help="N photos spread evenly over the set (every len/N-th by path), deterministic.", show_default=False)] = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
     workers: Annotated[Optional[int], typer.Option(

@@ -160,18 +160,25 @@ class PreparedVal(Dataset):
 
 
 class _Subset(Dataset):
+    """`count` images spread evenly over `dataset`.
+
+    Photo folders are usually sorted by class or date, so the first N images would be a biased
+    sample; every (len / count)-th image spans the whole set and is still deterministic.
+    """
+
     def __init__(self, dataset: Dataset, count: int) -> None:
         self.dataset = dataset
-        self.count = count
+        self.indices = [index * len(dataset) // count for index in range(count)]
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.indices)
 
     def name(self, index: int) -> str:
-        return self.dataset.name(index)
+        return self.dataset.name(self.indices[index])
 
     def __getitem__(self, index: int):
-        return self.dataset[index]
+        position, image, reason = self.dataset[self.indices[index]]
+        return index, image, reason
 
 
 def open_images(data: Path, *, size: int, limit: int | None = None) -> Dataset:
