@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from recolor import __version__
 from recolor.errors import ModelError
@@ -47,9 +47,8 @@ def save_generator(generator: UNetGenerator, folder: str | Path, *, metadata: di
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in generator.state_dict().items()}
     if half:
         state = {name: t.half() if t.is_floating_point() else t for name, t in state.items()}
-    tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(folder / WEIGHTS_NAME)
+    weights = save(state, metadata={"format": "pt"})
+    atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(weights))
     atomic_write(folder / CONFIG_NAME, lambda f: f.write(json.dumps(config, indent=2).encode()))
     return folder
 
