@@ -194,7 +194,7 @@ def test_saturation_scales_chroma_and_zero_gives_gray():
     plain = lab_of(join(photo, ab_small, torch.full((32, 32), 50.0)))
     double = lab_of(join(photo, ab_small, torch.full((32, 32), 50.0), saturation=2.0))
     gray = join(photo, ab_small, torch.full((32, 32), 50.0), saturation=0.0)
-    assert double[1:].norm(dim=0).mean() == pytest.approx(2 * plain[1:].norm(dim=0).mean(), rel=0.05)
+    assert double[1:].norm(dim=0).mean().item() == pytest.approx(2 * plain[1:].norm(dim=0).mean().item(), rel=0.05)
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
 
 
