@@ -276,6 +276,8 @@ def test_cli_json_has_the_documented_shape(tmp_path, tiny_model):
     assert set(report["unavailable"]) == {"vgg", "lpips", "fid"}
     assert report["rows"][0]["delta_cf"] == pytest.approx(
         report["rows"][0]["colorfulness"] - report["ground_truth"]["colorfulness"], abs=1e-6)
+    # A saved report renders again in any format without re-evaluating.
+    assert ev.Report.from_json(report).to_json() == report
 
 
 def test_cli_markdown_csv_table_and_out_file(tmp_path):

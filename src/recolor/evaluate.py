@@ -86,6 +86,14 @@ class Report:
             "seconds": round(self.seconds, 3),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """The report that `to_json` wrote (so a saved JSON renders as a table without re-evaluating)."""
+        return cls(data=data["data"], size=data["size"], n=data["n"],
+                   ground_truth_colorfulness=data["ground_truth"]["colorfulness"],
+                   rows=[Row(**row) for row in data["rows"]], unavailable=dict(data.get("unavailable", {})),
+                   skipped=list(data.get("skipped", [])), seconds=data.get("seconds", 0.0))
+
 
 def _finite(value: Any) -> Any:
     # JSON has no inf or NaN (PSNR of an exact prediction is +inf): write null instead.
