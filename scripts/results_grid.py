@@ -9,6 +9,7 @@ input and the outputs side by side, one row per photo, each fitted into a box --
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models:
             subprocess.run([sys.executable, "-m", "recolor", "apply", *map(str, photos), "--model", model,
-                            "--out", str(Path(scratch) / model)], check=True)
+                            "--out", str(Path(scratch) / model)], check=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # works from a checkout too
         columns = ["input", *args.models]
         rows = []
         for photo in photos:

@@ -278,6 +278,11 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 def test_default_model_without_packaged_weights_fails_fast_in_one_line_without_network(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
+    import recolor.models
+
+    # An install whose package holds no weights (as before the weights were trained).
+    monkeypatch.setattr(recolor.models, "WEIGHTS_ROOT", tmp_path / "no-weights")
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"  # any Hub request would land here

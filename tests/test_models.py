@@ -20,9 +20,10 @@ runner = CliRunner()
 
 @pytest.fixture
 def packaged(tmp_path, monkeypatch) -> Path:
-    """A package weights root holding a tiny `gan`, as the weights issue will ship it."""
+    """A package weights root holding tiny `gan` and default models, as the package ships them."""
     root = tmp_path / "weights"
-    tiny_model(root / "gan")
+    for name in {"gan", DEFAULT_MODEL}:
+        tiny_model(root / name)
     monkeypatch.setattr(models, "WEIGHTS_ROOT", root)
     return root
 
@@ -34,8 +35,8 @@ def test_registry_names_the_three_recipes_with_hub_repos():
         assert entry.name == name and entry.description
         assert entry.repo_id.count("/") == 1 and name in entry.repo_id
         assert entry.package_folder == Path(models.__file__).parent / "weights" / name
-        # revision and sha256 come together (pinned) or not at all (not published yet)
-        assert (entry.revision is None) == (entry.sha256 is None)
+        # a pinned Hub revision is always verifiable; a packaged model has its digest before it is published
+        assert entry.revision is None or entry.sha256 is not None
 
 
 def test_builtin_without_weights_fails_with_the_way_out():

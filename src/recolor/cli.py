@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from recolor import __version__
 from recolor.errors import RecolorError
+from recolor.models import DEFAULT_MODEL  # the registry imports no torch
 
 app = typer.Typer(
     name="recolor",
@@ -365,7 +366,7 @@ def apply(
     inputs: Annotated[list[str], typer.Argument(
         metavar="INPUT...", help="Image files, folders (mirrored under --out) or globs.", show_default=False)],
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="A built-in name (see `recolor models list`; default: gan), a run or weights folder, "
+        "--model", "-m", help=f"A built-in name (see `recolor models list`; default: {DEFAULT_MODEL}), a run or weights folder, "
                               "or a Hugging Face Hub id org/name or org/name@revision.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Output folder (default: ./colorized, or FOLDER-colorized beside an input folder "

@@ -49,7 +49,8 @@ class BuiltinModel:
 
     `revision` is the pinned commit of `repo_id` on the Hugging Face Hub and `sha256` the hex
     digest of its `model.safetensors` (which is byte for byte the file shipped in the package).
-    Both stay None until the trained weights are published.
+    `revision` is None until the weights are published on the Hub; `sha256` is None for a model
+    that ships no weights.
     """
 
     name: str
@@ -69,26 +70,34 @@ class BuiltinModel:
 
 
 # The one registry: `recolor models list`, `--model` and the docs all come from this dict.
-# The Hub repos are to be published under the recolor-cli organisation together with the
-# trained weights (the weights issue); until then revision and sha256 are None.
+# sha256 is the digest of the model.safetensors shipped in the package (scripts/ship_weights.py
+# prints it). The Hub repos are where these weights are meant to be published (`recolor push`);
+# they could not be published from the machine that trained them, so revision stays None until
+# then and `recolor models pull` has nothing to fetch.
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "gan": BuiltinModel(
         name="gan",
         description="U-Net + PatchGAN, BCE with soft labels, rebalanced L1 (lambda 70)",
         repo_id="recolor-cli/recolor-gan",
+        sha256="e3e1dce7a04e42fc99b097d0ce7387a8f69a7004b690ba7d4a238194ffad5234",
     ),
     "wgan": BuiltinModel(
         name="wgan",
         description="U-Net + critic, Wasserstein loss with gradient penalty, rebalanced L1",
         repo_id="recolor-cli/recolor-wgan",
+        sha256="a19275d1abc4a6253210ddfeb125813cddb05ad370431a0ca612b4c4f0d1b59b",
     ),
     "progan": BuiltinModel(
         name="progan",
-        description="U-Net with PixelNorm + PatchGAN with minibatch stddev, VGG-16 perceptual loss",
+        description="U-Net with PixelNorm + PatchGAN with minibatch stddev, perceptual loss on a random-weight VGG-16",
         repo_id="recolor-cli/recolor-progan",
+        sha256="b19d399d1e4d783ce8c1231e8e7e7f933080f417e6af233bfc81d51919c1cc15",
     ),
 }
-DEFAULT_MODEL = "gan"
+# Chosen from the figures of docs/results.md (imagenette val, 256 px): progan has the highest PSNR
+# of the three and the colorfulness closest to the ground truth's, and the fewest neon artifacts
+# on the old photos looked at; see the model cards for its limits.
+DEFAULT_MODEL = "progan"
 
 
 # ------------------------------------------------------------------------------------ resolving
