@@ -2,4 +2,4 @@
 
 # The one place the version lives: pyproject.toml reads it from here, and
 # `recolor --version` prints it without importing torch.
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
