@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,17 +48,9 @@ from recolor import colorize
 from recolor.imageio import read_image, write_image
 from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, find_builtin, load_model
 
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/ put it on sys.path)
+
 CASES = {"1mp": (1224, 816), "12mp": (4240, 2832)}  # (width, height), 3:2
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
 
 
 def load() -> str:

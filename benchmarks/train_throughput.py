@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -30,15 +28,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-
-def _cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/ put it on sys.path)
 
 
 def _photos(folder: Path, count: int, size: int, seed: int) -> None:
@@ -94,7 +84,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     device = args.device
-    where = _cpu_name() if device == "cpu" else torch.cuda.get_device_name(0)
+    where = cpu_name() if device == "cpu" else torch.cuda.get_device_name(0)
     print(f"# training throughput: {where}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"batch {args.batch_size}, {args.steps} timed batches after {args.steps} warm-up batches")
     print("| recipe | width | px | fp32 img/s | bf16 img/s |" if args.precisions == ["fp32", "bf16"]
