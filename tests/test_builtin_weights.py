@@ -50,4 +50,4 @@ def test_default_model_colorizes_offline_and_keeps_the_photos_lightness(tmp_path
     source_l = rgb2lab(np.repeat(gray[..., None], 3, axis=2))[..., 0]
     assert np.abs(lab[..., 0] - source_l).max() < 1.0  # full-resolution L kept (8-bit rounding aside)
     assert np.hypot(lab[..., 1], lab[..., 2]).mean() > 2.0  # and it is not gray: the model adds color
-    assert DEFAULT_MODEL in result.output or "colorizing" in result.output
+    assert f"({DEFAULT_MODEL} on cpu" in result.output  # the progress line names the model it ran

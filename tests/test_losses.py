@@ -24,13 +24,7 @@ from recolor.nn import MinibatchStdDev, PatchDiscriminator
 from recolor.nn.vgg import VGGFeatures, build_backbone, perceptual_distance, weights_cache_path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors gain nothing from a second thread; on a busy shared machine it costs a lot.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _logit(p: float) -> float:

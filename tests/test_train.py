@@ -26,14 +26,7 @@ from train_fixtures import make_prepared, texture_image
 TINY = {"width": 8, "batch_size": 8, "workers": 0, "val_images": 8, "sample_images": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny networks gain nothing from a second thread, and on a shared, busy machine two OpenMP
-    # threads waiting on each other made these tests 20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
