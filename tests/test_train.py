@@ -175,6 +175,30 @@ def test_resume_keeps_what_the_run_fixed(data, tmp_path):
         train("gan", data, out=tmp_path, name="big", settings={**TINY, "size": 64})
 
 
+def test_init_from_starts_a_new_run_from_another_runs_networks(data, tmp_path, two_epochs):
+    frozen = {"lr_g": 0.0, "lr_d": 0.0}  # the networks stay as loaded, but for BatchNorm's running stats
+    result = train("gan", data, out=tmp_path, name="fine", overrides=frozen,
+                   settings={**TINY, "epochs": 1, "steps_per_epoch": 1, "init_from": str(two_epochs)})
+    assert result.epochs_done == 1 and [m["epoch"] for m in result.metrics] == [1]  # epochs start afresh
+    fresh = train("gan", data, out=tmp_path, name="fresh", overrides=frozen,
+                  settings={**TINY, "epochs": 1, "steps_per_epoch": 1})
+    source = _weights(two_epochs)
+    learned = [key for key in source if key.endswith(".weight")]
+    assert learned
+    fine, scratch = _weights(tmp_path / "fine"), _weights(fresh.run_dir)
+    assert all(torch.equal(fine[key], source[key]) for key in learned)
+    assert not all(torch.equal(scratch[key], source[key]) for key in learned)
+    config = json.loads((tmp_path / "fine" / "config.json").read_text())
+    assert config["training"]["init_from"] == str(two_epochs)
+
+    with pytest.raises(UsageError, match="trained with recipe 'gan'"):
+        train("wgan", data, out=tmp_path, name="w", settings={**TINY, "init_from": str(two_epochs)})
+    with pytest.raises(UsageError, match="other networks"):
+        train("gan", data, out=tmp_path, name="wide", settings={**TINY, "width": 16, "init_from": str(two_epochs)})
+    with pytest.raises(UsageError, match="no checkpoint.pt"):
+        train("gan", data, out=tmp_path, name="none", settings={**TINY, "init_from": str(tmp_path / "missing")})
+
+
 # ------------------------------------------------------------------------------------- recipes
 
 

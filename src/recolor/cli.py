@@ -180,6 +180,9 @@ def train(
         help="Run folder name under --out (default: the recipe's name).", show_default=False)] = None,
     resume: Annotated[Optional[str], typer.Option(
         help="Continue a run: its folder, or its name under --out.", show_default=False)] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        "--init-from", help="Start a new run from another run's networks (same recipe and width): fine-tune "
+        "at another --size or with other losses; optimizers and epochs start afresh.", show_default=False)] = None,
     device: Device = "auto",
     precision: Annotated[TrainPrecision, typer.Option(
         help="auto: bf16 on CUDA (fp16 where bf16 is missing), fp32 on CPU. fp16 uses a gradient scaler "
@@ -242,6 +245,7 @@ def train(
         "val_images": val_images, "sample_images": sample_images, "perceptual_backbone": perceptual_backbone,
         "steps_per_epoch": steps_per_epoch, "workers": workers, "device": device, "precision": precision.value,
         "compile": compile, "channels_last": channels_last,
+        "init_from": str(init_from) if init_from is not None else None,
     }
     overrides = {
         "recon_weight": recon_weight, "recon_schedule": recon_schedule, "schedule_scale": schedule_scale,

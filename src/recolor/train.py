@@ -75,6 +75,7 @@ class TrainSettings:
     precision: str = "auto"
     compile: bool = False
     channels_last: bool | None = None    # None: on for CUDA, off for CPU
+    init_from: str | None = None         # a run folder whose networks a new run starts from (fine-tuning)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -498,6 +499,8 @@ class _Trainer:
         self.running = _Running(device)
         if plan.checkpoint is not None:
             self._restore(plan.checkpoint)
+        elif s.init_from is not None:
+            self._start_from_run(Path(s.init_from))
 
         self.train_g: nn.Module = self.generator
         self.train_d: nn.Module = self.critic
@@ -560,6 +563,30 @@ class _Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         if checkpoint.get("running"):
             self.running.load(checkpoint["running"])
+
+    def _start_from_run(self, source: Path) -> None:
+        """Start a new run from another run's generator and critic (same recipe and networks).
+
+        Only the networks carry over: optimizers, epochs and the λ schedule start afresh, so a run
+        trained at one crop size can continue at another (progressive resizing) or with other losses.
+        """
+        path = source / CHECKPOINT_NAME if source.is_dir() else source
+        if not path.is_file():
+            raise UsageError(f"--init-from {source}: no {CHECKPOINT_NAME} there",
+                             "point --init-from at a run folder written by `recolor train`")
+        checkpoint = load_checkpoint(path)
+        recipe_name = self.plan.recipe_name
+        if checkpoint["recipe_name"] != recipe_name:
+            raise UsageError(f"--init-from {source} was trained with recipe {checkpoint['recipe_name']!r}, "
+                             f"not {recipe_name!r}", f"start from a {recipe_name} run, or train {checkpoint['recipe_name']}")
+        try:
+            self.generator.load_state_dict(checkpoint["generator"])
+            self.critic.load_state_dict(checkpoint["critic"])
+        except RuntimeError:
+            saved = checkpoint["settings"]
+            raise UsageError(f"--init-from {source} has other networks (width {saved.get('width')}, "
+                             f"overrides {checkpoint['overrides']})",
+                             f"use --width {saved.get('width')} and the same --d-layers as that run") from None
 
     # -- one batch -----------------------------------------------------------------------------
 
