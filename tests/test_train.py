@@ -265,6 +265,20 @@ def test_cli_trains_a_tiny_run_into_a_self_describing_folder(data, tmp_path):
     assert {"generator", "critic", "opt_g", "opt_d", "rng", "epochs_done"} <= checkpoint.keys()
 
 
+def test_cli_resume_keeps_the_runs_precision_and_workers(data, tmp_path):
+    """Options left out on --resume are the run's, not the CLI's defaults (bf16 stayed bf16)."""
+    common = ["--out", str(tmp_path / "runs"), "--steps-per-epoch", "1", "--val-images", "0", "--sample-images", "0"]
+    first = CliRunner().invoke(app, ["train", "gan", "--data", str(data), "--name", "run", "--width", "8",
+                                     "--batch-size", "4", "--epochs", "1", "--precision", "bf16", "--workers", "0",
+                                     *common])
+    assert first.exit_code == 0, first.output
+    resumed = CliRunner().invoke(app, ["train", "gan", "--resume", "run", "--epochs", "2", *common])
+    assert resumed.exit_code == 0, resumed.output
+    training = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())["training"]
+    assert (training["precision"], training["precision_used"], training["workers"]) == ("bf16", "bf16", 0)
+    assert training["epochs_done"] == 2
+
+
 def test_cli_progan_fails_fast_without_the_vgg_weights(data, tmp_path, monkeypatch):
     def no_dns(*args, **kwargs):
         raise socket.gaierror(-2, "Name or service not known")

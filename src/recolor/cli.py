@@ -183,13 +183,17 @@ def train(
     init_from: Annotated[Optional[Path], typer.Option(
         "--init-from", help="Start a new run from another run's networks (same recipe and width): fine-tune "
         "at another --size or with other losses; optimizers and epochs start afresh.", show_default=False)] = None,
-    device: Device = "auto",
-    precision: Annotated[TrainPrecision, typer.Option(
+    device: Annotated[Optional[str], typer.Option(
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto; with --resume: "
+             "the run's).", show_default=False)] = None,
+    precision: Annotated[Optional[TrainPrecision], typer.Option(
         help="auto: bf16 on CUDA (fp16 where bf16 is missing), fp32 on CPU. fp16 uses a gradient scaler "
-             "(CUDA only).")] = TrainPrecision.auto,
+             "(CUDA only) (default: auto; with --resume: the run's).", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of weights, shuffling and crops (default: 0).",
                                                 show_default=False)] = None,
-    workers: Workers = 2,
+    workers: Annotated[Optional[int], typer.Option(
+        min=0, help="Worker processes for decoding images (0: in the main process) (default: 2; with "
+                    "--resume: the run's).", show_default=False)] = None,
     recon_weight: Annotated[Optional[float], typer.Option(
         min=0.0, help="Constant λ of the AB-rebalanced L1 (recipe: 70; wgan: 70 → 10 → 30).",
         show_default=False)] = None,
@@ -243,7 +247,8 @@ def train(
     settings = {
         "epochs": epochs, "batch_size": batch_size, "size": size, "width": width, "seed": seed, "flip": flip,
         "val_images": val_images, "sample_images": sample_images, "perceptual_backbone": perceptual_backbone,
-        "steps_per_epoch": steps_per_epoch, "workers": workers, "device": device, "precision": precision.value,
+        "steps_per_epoch": steps_per_epoch, "workers": workers, "device": device,
+        "precision": precision.value if precision is not None else None,
         "compile": compile, "channels_last": channels_last,
         "init_from": str(init_from) if init_from is not None else None,
     }
