@@ -154,6 +154,18 @@ def test_card_holds_front_matter_recipe_numbers_training_eval_and_terms(run):
     assert digest in body and "fp32" in body
 
 
+def test_card_of_a_fine_tuned_run_names_its_source_and_stages(tmp_path):
+    run = make_run(tmp_path / "fine")
+    config = json.loads((run / "config.json").read_text())
+    config["training"]["init_from"] = "/somewhere/runs/wgan-128"
+    (run / "config.json").write_text(json.dumps(config))
+    stages = ["4 epochs at 128 px from random weights", "3 epochs at 224 px, eps 0.1"]
+    body = write_model_card(run, eval_report=None, extra={"stages": stages})
+    assert "- fine-tuned: started from the networks of run `wgan-128` (`--init-from`), not from random weights" in body
+    assert "  1. 4 epochs at 128 px from random weights\n  2. 3 epochs at 224 px, eps 0.1\n" in body
+    assert "/somewhere" not in body.split("## Deviations")[1].split("##")[0]
+
+
 def test_card_without_extras_says_what_is_not_recorded(run):
     card = write_model_card(run, eval_report=None, extra={})
     assert "Not evaluated yet" in card and "None recorded for this model yet." in card

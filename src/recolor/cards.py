@@ -21,6 +21,8 @@ same keys and `extra` wins over it):
     deviations                  list of deviations from the design note (added to the derived ones)
     hardware                    where it was trained (otherwise what config/metrics record)
     steps, wall_time_s          override what metrics.jsonl gives
+    stages                      list of training stages in words, for a run started with --init-from
+                                (its config and metrics.jsonl only describe the last stage)
     data, data_terms            the training data in words and its terms of use
     failure_modes               list of failures seen (old photos, ...)
     intended_use                a paragraph
@@ -386,6 +388,9 @@ def _derived_deviations(config: dict[str, Any]) -> list[str]:
         found.append(f"trained at {training['size']} px instead of the note's {NOTE_SIZE}")
     for key, value in (config.get("recipe_overrides") or {}).items():
         found.append(f"{key} set to {_fmt(value)} (recipe: {_fmt(recipe.get(key))})")
+    if training.get("init_from"):
+        found.append(f"fine-tuned: started from the networks of run `{Path(training['init_from']).name}` "
+                     "(`--init-from`), not from random weights")
     backbone = config.get("perceptual_backbone")
     if backbone and backbone != NOTE_BACKBONE:
         found.append(f"perceptual loss on `{backbone}` features instead of the note's VGG-16")
@@ -414,6 +419,9 @@ def _training_section(info: dict[str, Any], config: dict[str, Any], training: di
         lines.append(f"- Steps: {steps}")
     else:
         lines.append("- Steps: not recorded")
+    if info.get("stages"):
+        lines.append("- Stages (this card's settings and metrics are those of the last):")
+        lines += [f"  {number}. {stage}" for number, stage in enumerate(info["stages"], start=1)]
     epochs_done = training.get("epochs_done", last.get("epoch"))
     if training:
         lines.append(f"- Epochs: {_fmt(epochs_done)} of {_fmt(training.get('epochs'))}, batch size "
