@@ -175,6 +175,17 @@ def test_resume_keeps_what_the_run_fixed(data, tmp_path):
         train("gan", data, out=tmp_path, name="big", settings={**TINY, "size": 64})
 
 
+def test_keep_epochs_keeps_each_complete_epochs_generator(data, tmp_path):
+    result = train("gan", data, out=tmp_path, settings={**TINY, "epochs": 2, "steps_per_epoch": 2, "keep_epochs": True})
+    kept = tmp_path / "gan" / "epochs"
+    assert sorted(p.name for p in kept.iterdir()) == ["epoch_001", "epoch_002"]
+    final, first, last = _weights(result.run_dir), _weights(kept / "epoch_001"), _weights(kept / "epoch_002")
+    assert all(torch.equal(final[key], last[key]) for key in final)
+    assert not all(torch.equal(final[key], first[key]) for key in final)
+    generator, config = load_generator(kept / "epoch_001")
+    assert config["metrics"]["epoch"] == 1 and generator(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
 def test_init_from_starts_a_new_run_from_another_runs_networks(data, tmp_path, two_epochs):
     frozen = {"lr_g": 0.0, "lr_d": 0.0}  # the networks stay as loaded, but for BatchNorm's running stats
     result = train("gan", data, out=tmp_path, name="fine", overrides=frozen,

@@ -229,6 +229,10 @@ def train(
     channels_last: Annotated[Optional[bool], typer.Option(
         "--channels-last/--no-channels-last", help="channels-last memory layout (default: on for CUDA).",
         show_default=False)] = None,
+    keep_epochs: Annotated[Optional[bool], typer.Option(
+        "--keep-epochs/--no-keep-epochs", help="Also keep each epoch's generator in runs/NAME/epochs/epoch_NNN/ "
+        "(about 16 MB each at width 32), to pick the best epoch afterwards (default: off).",
+        show_default=False)] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(
         min=1, help="At most this many batches per epoch (short runs, benchmarks).", show_default=False)] = None,
     val_images: Annotated[Optional[int], typer.Option(
@@ -250,7 +254,7 @@ def train(
         "steps_per_epoch": steps_per_epoch, "workers": workers, "device": device,
         "precision": precision.value if precision is not None else None,
         "compile": compile, "channels_last": channels_last,
-        "init_from": str(init_from) if init_from is not None else None,
+        "init_from": str(init_from) if init_from is not None else None, "keep_epochs": keep_epochs,
     }
     overrides = {
         "recon_weight": recon_weight, "recon_schedule": recon_schedule, "schedule_scale": schedule_scale,

@@ -44,6 +44,7 @@ from recolor.nn.vgg import BACKBONES, DEFAULT_BACKBONE, build_backbone
 from recolor.recipes import Recipe, apply_overrides, get_recipe
 
 CHECKPOINT_NAME = "checkpoint.pt"
+EPOCHS_DIR = "epochs"  # with --keep-epochs: epochs/epoch_NNN/ (config.json + model.safetensors) per epoch
 METRICS_NAME = "metrics.jsonl"
 SAMPLES_DIR = "samples"
 CHECKPOINT_FORMAT = 1
@@ -76,13 +77,14 @@ class TrainSettings:
     compile: bool = False
     channels_last: bool | None = None    # None: on for CUDA, off for CPU
     init_from: str | None = None         # a run folder whose networks a new run starts from (fine-tuning)
+    keep_epochs: bool = False            # also keep each epoch's generator in epochs/epoch_NNN/
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 RESUME_CHANGEABLE = frozenset({"epochs", "steps_per_epoch", "workers", "device", "precision", "compile",
-                               "channels_last"})
+                               "channels_last", "keep_epochs"})
 # Overrides that change the networks cannot change when a run resumes.
 _NETWORK_OVERRIDES = frozenset({"d_layers"})
 
@@ -758,6 +760,11 @@ class _Trainer:
         run_dir = self.plan.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         save_generator(self.generator, run_dir, metadata=self._config_metadata(metrics))
+        # GAN training wanders from epoch to epoch: kept epochs let a held-out set pick the best
+        # one afterwards (`recolor eval runs/NAME/epochs/epoch_*`). Only complete epochs are kept.
+        if metrics is not None and self.plan.settings.keep_epochs:
+            save_generator(self.generator, run_dir / EPOCHS_DIR / f"epoch_{metrics['epoch']:03d}",
+                           metadata=self._config_metadata(metrics))
         atomic_write(run_dir / CHECKPOINT_NAME, lambda fp: torch.save(state, fp))
 
     def _append_metrics(self, metrics: dict[str, Any]) -> None:
