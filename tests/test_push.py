@@ -136,7 +136,7 @@ def test_card_holds_front_matter_recipe_numbers_training_eval_and_terms(run):
         assert text in body, text
     # deviations: given ones first, then what config.json shows
     deviations = body.split("## Deviations from the design note\n\n")[1].split("\n\n")[0].splitlines()
-    assert deviations == ["- rebalancing eps 1e-3 instead of the note's", "- 3 epochs instead of the recipe's 30",
+    assert deviations == ["- rebalancing eps 1e-3 instead of the note's", "- 2 epochs instead of the recipe's 30",
                           "- network width 8 instead of the note's 64", "- trained at 32 px instead of the note's 256",
                           "- lr_g set to 0.0002 (recipe: 0.0004)"]
     assert "- Steps: 20 batches (discriminator steps), 4 generator steps" in body

@@ -379,15 +379,24 @@ def _derived_deviations(config: dict[str, Any]) -> list[str]:
     recipe = config.get("recipe") or {}
     training = config.get("training") or {}
     found = []
-    if recipe.get("epochs") is not None and training.get("epochs") not in (None, recipe["epochs"]):
-        found.append(f"{training['epochs']} epochs instead of the recipe's {recipe['epochs']}")
+    epochs = training.get("epochs_done", training.get("epochs"))
+    if recipe.get("epochs") is not None and epochs not in (None, recipe["epochs"]):
+        found.append(f"{epochs} epochs instead of the recipe's {recipe['epochs']}")
     width = config["generator"].get("width")
     if width is not None and width != NOTE_WIDTH:
         found.append(f"network width {width} instead of the note's {NOTE_WIDTH}")
     if training.get("size") not in (None, NOTE_SIZE):
         found.append(f"trained at {training['size']} px instead of the note's {NOTE_SIZE}")
+    # config.json holds the recipe with the overrides applied: the recipe's own numbers are the registry's.
+    from recolor.recipes import RECIPES
+
+    base = RECIPES[recipe["name"]].to_dict() if recipe.get("name") in RECIPES else {}
     for key, value in (config.get("recipe_overrides") or {}).items():
-        found.append(f"{key} set to {_fmt(value)} (recipe: {_fmt(recipe.get(key))})")
+        if key in base:
+            original = _recon_schedule(base[key]) if key == "recon_weight" else _fmt(base[key])
+            found.append(f"{key} set to {_fmt(value)} (recipe: {original})")
+        else:
+            found.append(f"{key} set to {_fmt(value)}")
     if training.get("init_from"):
         found.append(f"fine-tuned: started from the networks of run `{Path(training['init_from']).name}` "
                      "(`--init-from`), not from random weights")
