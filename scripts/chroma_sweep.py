@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from recolor import metrics  # noqa: E402
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab  # noqa: E402
-from recolor.evaluate import open_images  # noqa: E402
+from recolor.evaluate import collate_photos, open_images  # noqa: E402
 from recolor.models import load_model  # noqa: E402
 
 
@@ -36,23 +37,23 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = open_images(args.data, size=args.size, limit=args.limit)
+    loader = DataLoader(dataset, batch_size=16, collate_fn=collate_photos)  # what `recolor eval` batches
     generator, _ = load_model(args.model, device="cpu")
     psnr = {scale: 0.0 for scale in args.scales}
     colorfulness = {scale: 0.0 for scale in args.scales}
     count = 0
     with torch.inference_mode():
-        for index in range(len(dataset)):
-            _, image, _ = dataset[index]
-            if image is None:  # left out by the protocol (grayscale, too small, unreadable)
+        for batch, _, _ in loader:
+            if batch is None:  # every photo of the batch left out by the protocol
                 continue
-            rgb = image[None].float() / 255
+            rgb = batch.float() / 255
             lightness = rgb_to_lab(rgb)[:, :1]
             ab = denormalize_ab(generator(normalize_l(lightness)).float())
             for scale in args.scales:
                 pred = lab_to_rgb(torch.cat((lightness, ab * scale), dim=1))
                 psnr[scale] += metrics.psnr(pred, rgb).sum().item()
                 colorfulness[scale] += metrics.colorfulness(pred).sum().item()
-            count += 1
+            count += rgb.shape[0]
     print(f"{args.model}: {count} photos of {args.data} at {args.size} px")
     print("ab scale  PSNR    colorfulness")
     for scale in args.scales:

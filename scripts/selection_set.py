@@ -18,12 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from recolor.evaluate import find_images  # noqa: E402
-
-
-def evenly_spread(count: int, total: int) -> list[int]:
-    """The indices `recolor eval --limit count` takes out of `total` photos."""
-    return [index * total // count for index in range(min(count, total))]
+from recolor.evaluate import find_images, spread_indices  # noqa: E402
 
 
 def main() -> None:
@@ -35,9 +30,9 @@ def main() -> None:
     args = parser.parse_args()
 
     files = find_images(args.val)
-    reported = set(evenly_spread(args.eval_limit, len(files)))
+    reported = set(spread_indices(args.eval_limit, len(files)))
     rest = [index for index in range(len(files)) if index not in reported]
-    chosen = [rest[i] for i in evenly_spread(args.count, len(rest))]
+    chosen = [rest[i] for i in spread_indices(args.count, len(rest))]
     if args.out.exists() and find_images(args.out):
         sys.exit(f"{args.out} already holds photos; choose an empty folder")
     for index in chosen:

@@ -524,7 +524,7 @@ def push(
         show_default=False)] = None,
     card_info: Annotated[Optional[Path], typer.Option(
         "--card-info", help="A JSON object with what the folder does not record: hardware, deviations, "
-                            "failure_modes, data, data_terms, intended_use, license, name, description (see docs/publishing.md).",
+                            "failure_modes, stages, data, data_terms, intended_use, license, name, description (see docs/publishing.md).",
         show_default=False)] = None,
     logs: Annotated[bool, typer.Option(
         "--logs/--no-logs", help="Also upload metrics.jsonl and samples/*.png when the folder has them.")] = True,

@@ -167,16 +167,21 @@ class PreparedVal(Dataset):
         return index, image, None
 
 
-class _Subset(Dataset):
-    """`count` images spread evenly over `dataset`.
+def spread_indices(count: int, total: int) -> list[int]:
+    """The positions `--limit count` takes out of `total` photos: every (total / count)-th one.
 
     Photo folders are usually sorted by class or date, so the first N images would be a biased
-    sample; every (len / count)-th image spans the whole set and is still deterministic.
+    sample; evenly spread positions span the whole set and are still deterministic.
     """
+    return [index * total // count for index in range(min(count, total))]
+
+
+class _Subset(Dataset):
+    """`count` images of `dataset`, at `spread_indices`."""
 
     def __init__(self, dataset: Dataset, count: int) -> None:
         self.dataset = dataset
-        self.indices = [index * len(dataset) // count for index in range(count)]
+        self.indices = spread_indices(count, len(dataset))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -209,7 +214,7 @@ def open_images(data: Path, *, size: int, limit: int | None = None) -> Dataset:
     return dataset
 
 
-def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]):
+def collate_photos(items: list[tuple[int, torch.Tensor | None, str | None]]):
     # Left-out photos travel as (index, reason) beside the batch of the good ones.
     images = [image for _, image, _ in items if image is not None]
     failures = [(index, reason) for index, image, reason in items if image is None]
@@ -423,7 +428,7 @@ def evaluate(
 
     if workers is None:
         workers = 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_photos,
                         worker_init_fn=_worker_init if workers else None, persistent_workers=False)
     if on_start:
         on_start(len(dataset))

@@ -759,12 +759,12 @@ class _Trainer:
             return
         run_dir = self.plan.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_generator(self.generator, run_dir, metadata=self._config_metadata(metrics))
+        metadata = self._config_metadata(metrics)
+        save_generator(self.generator, run_dir, metadata=metadata)
         # GAN training wanders from epoch to epoch: kept epochs let a held-out set pick the best
         # one afterwards (`recolor eval runs/NAME/epochs/epoch_*`). Only complete epochs are kept.
         if metrics is not None and self.plan.settings.keep_epochs:
-            save_generator(self.generator, run_dir / EPOCHS_DIR / f"epoch_{metrics['epoch']:03d}",
-                           metadata=self._config_metadata(metrics))
+            save_generator(self.generator, run_dir / EPOCHS_DIR / f"epoch_{metrics['epoch']:03d}", metadata=metadata)
         atomic_write(run_dir / CHECKPOINT_NAME, lambda fp: torch.save(state, fp))
 
     def _append_metrics(self, metrics: dict[str, Any]) -> None:
