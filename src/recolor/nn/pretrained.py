@@ -17,22 +17,45 @@ from recolor import __version__
 from recolor.errors import ModelError
 from recolor.nn.unet import UNetGenerator
 
+# The generator's `encoder` entry in config.json -> the class that builds it. Configs written before
+# pretrained encoders existed have no `encoder` entry: they are the note's U-Net.
+UNET = "unet"
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ARCHITECTURE = "recolor-unet"
 
 
-def build_generator(config: dict[str, Any]) -> UNetGenerator:
+def make_generator(*, encoder: str = UNET, width: int, norm: str, depth: int = 4) -> torch.nn.Module:
+    """A new generator: the note's U-Net (`encoder="unet"`, `depth` levels) or one on a pretrained encoder."""
+    if encoder == UNET:
+        return UNetGenerator(width=width, depth=depth, norm=norm)
+    from recolor.nn.encoder_unet import EncoderUNetGenerator
+
+    return EncoderUNetGenerator(encoder=encoder, width=width, norm=norm)
+
+
+def build_generator(config: dict[str, Any]) -> torch.nn.Module:
     """The generator a config.json describes (its `generator` entry holds the constructor arguments)."""
     if config.get("architecture") != ARCHITECTURE or "generator" not in config:
         raise ModelError(
             f"config.json describes {config.get('architecture')!r}, not a recolor generator",
             "point --model at a folder written by `recolor train` or a recolor Hub repo",
         )
-    return UNetGenerator(**config["generator"])
+    arguments = dict(config["generator"])
+    encoder = arguments.pop("encoder", UNET)
+    if encoder == UNET:
+        return UNetGenerator(**arguments)
+    from recolor.nn.encoder_unet import EncoderUNetGenerator
+    from recolor.nn.encoders import ENCODERS
+
+    if encoder not in ENCODERS:
+        raise ModelError(f"config.json names the encoder {encoder!r}, which this recolor does not know",
+                         f"upgrade recolor-cli (this one knows {', '.join([UNET, *ENCODERS])})")
+    return EncoderUNetGenerator(encoder=encoder, **arguments)
 
 
-def save_generator(generator: UNetGenerator, folder: str | Path, *, metadata: dict[str, Any] | None = None,
+def save_generator(generator: torch.nn.Module, folder: str | Path, *, metadata: dict[str, Any] | None = None,
                    half: bool = False) -> Path:
     """Write `folder/config.json` and `folder/model.safetensors` (fp16 with `half`); returns folder.
 
@@ -63,7 +86,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not valid JSON ({error})", "re-download or re-train the model") from None
 
 
-def load_generator(folder: str | Path, *, device: str | torch.device = "cpu") -> tuple[UNetGenerator, dict[str, Any]]:
+def load_generator(folder: str | Path, *, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """The generator saved in `folder`, in eval mode and float32, with its config."""
     folder = Path(folder)
     config = read_config(folder)
