@@ -111,5 +111,5 @@ def test_perceptual_layers_override_changes_only_the_recipe_data():
     changed = apply_overrides(RECIPES["progan"], {"perceptual_layers": ["relu1_2", "relu2_2"]})
     assert changed.perceptual_layers == ("relu1_2", "relu2_2")
     assert RECIPES["progan"].perceptual_layers == ("relu1_2", "relu2_2", "relu3_3")
-    with pytest.raises(UsageError, match="unknown VGG-16 layers"):
+    with pytest.raises(UsageError, match="unknown perceptual layers"):
         apply_overrides(RECIPES["progan"], {"perceptual_layers": ["relu9_9"]})

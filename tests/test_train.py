@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import recolor.train as train_module
+import recolor.train.loop as train_loop
 from recolor.cli import app
 from recolor.color import denormalize_ab, rgb_to_network
 from recolor.errors import TrainingError, UsageError
@@ -146,7 +146,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monke
     train("gan", data, out=tmp_path, settings={**TINY, "epochs": 1})
     run = tmp_path / "gan"
     saved = (run / CHECKPOINT_NAME).read_bytes()
-    monkeypatch.setattr(train_module, "rebalanced_l1", lambda *args: torch.tensor(float("nan")))
+    monkeypatch.setattr(train_loop, "rebalanced_l1", lambda *args: torch.tensor(float("nan")))
     with pytest.raises(TrainingError) as caught:
         train("gan", None, out=tmp_path, resume="gan", settings={"epochs": 2})
     assert "NaN or infinite" in caught.value.cause and "epoch 2" in caught.value.cause
@@ -202,12 +202,58 @@ def test_init_from_starts_a_new_run_from_another_runs_networks(data, tmp_path, t
     config = json.loads((tmp_path / "fine" / "config.json").read_text())
     assert config["training"]["init_from"] == str(two_epochs)
 
-    with pytest.raises(UsageError, match="trained with recipe 'gan'"):
-        train("wgan", data, out=tmp_path, name="w", settings={**TINY, "init_from": str(two_epochs)})
+    # Another recipe takes the generator alone; its critic (InstanceNorm here) starts new.
+    other = train("wgan", data, out=tmp_path, name="w", overrides=frozen,
+                  settings={**TINY, "epochs": 1, "steps_per_epoch": 1, "init_from": str(two_epochs)})
+    assert other.epochs_done == 1
+    assert all(torch.equal(_weights(tmp_path / "w")[key], source[key]) for key in learned)
+    with pytest.raises(UsageError, match="encoder"):
+        train("gan", data, out=tmp_path, name="enc", settings={**TINY, "encoder": "efficientnet-lite0",
+                                                               "init_from": str(two_epochs)})
     with pytest.raises(UsageError, match="other networks"):
         train("gan", data, out=tmp_path, name="wide", settings={**TINY, "width": 16, "init_from": str(two_epochs)})
     with pytest.raises(UsageError, match="no checkpoint.pt"):
         train("gan", data, out=tmp_path, name="none", settings={**TINY, "init_from": str(tmp_path / "missing")})
+
+
+def test_no_gan_warm_up_trains_the_generator_alone_and_the_recipes_start_from_it(data, tmp_path):
+    warm = train("gan", data, out=tmp_path, name="warm", settings={**TINY, "epochs": 1, "steps_per_epoch": 3,
+                                                                     "gan": False})
+    metrics = warm.metrics[0]
+    assert metrics["d_loss"] is None and metrics["g_adv"] == 0 and metrics["l1"] > 0
+    saved = load_checkpoint(tmp_path / "warm" / CHECKPOINT_NAME)
+    assert saved["opt_d"]["state"] == {}                       # the critic never stepped
+    # progan starts from the warm-up's generator with the warm-up's norm (--g-norm batch).
+    fine = train("progan", data, out=tmp_path, name="pg", overrides={"g_norm": "batch", "lr_g": 0.0, "lr_d": 0.0},
+                 settings={**TINY, "epochs": 1, "steps_per_epoch": 1, "init_from": str(tmp_path / "warm"),
+                           "perceptual_backbone": "vgg16-random"})
+    assert fine.metrics[0]["g_adv"] > 0
+    source, loaded = _weights(tmp_path / "warm"), _weights(tmp_path / "pg")
+    assert all(torch.equal(source[k], loaded[k]) for k in source if k.endswith(".weight"))
+
+
+def test_pretrained_encoder_starts_from_imagenet_frozen_then_tunes_its_deep_stages(data, tmp_path):
+    from recolor.nn.encoders import pretrained_state
+
+    settings = {**TINY, "encoder": "efficientnet-lite0", "epochs": 2, "steps_per_epoch": 2, "batch_size": 4,
+                "encoder_frozen_epochs": 1, "encoder_tune": "deep", "old_photo": 1.0, "keep_epochs": True}
+    result = train("gan", data, out=tmp_path, name="enc", settings=settings)
+    assert result.epochs_done == 2
+    imagenet = pretrained_state("efficientnet-lite0")
+    first, second = _weights(tmp_path / "enc" / "epochs" / "epoch_001"), _weights(tmp_path / "enc")
+    conv = [k for k in first if k.startswith("encoder.") and k.endswith("conv_dw.weight")]
+    early = [k for k in conv if int(k.split(".")[2]) <= 2]
+    deep = [k for k in conv if int(k.split(".")[2]) > 2]
+    assert early and deep
+    # Epoch 1: the encoder is ImageNet's, bit for bit (fp32 weights in the run folder).
+    assert all(torch.equal(first[k], imagenet[k.removeprefix("encoder.")]) for k in conv)
+    # Epoch 2: the deep stages moved, the early ones did not.
+    assert all(torch.equal(second[k], first[k]) for k in early)
+    assert any(not torch.equal(second[k], first[k]) for k in deep)
+    config = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert config["generator"]["encoder"] == "efficientnet-lite0" and config["training"]["old_photo"] == 1.0
+    generator, _ = load_generator(tmp_path / "enc")
+    assert generator(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
 
 
 # ------------------------------------------------------------------------------------- recipes

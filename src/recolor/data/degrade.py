@@ -65,11 +65,17 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
-    from torchvision.io import decode_jpeg, encode_jpeg
+    """(1, H, W) in [0, 1] -> the same image after a JPEG round trip at `quality` (8-bit gray)."""
+    import io
 
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-    decoded = decode_jpeg(encode_jpeg(pixels, quality=quality))
-    return decoded.to(image.device, torch.float32) / 255
+    import numpy as np
+    from PIL import Image
+
+    pixels = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=quality)
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+    return torch.from_numpy(decoded.copy()).to(image.device, torch.float32)[None] / 255
 
 
 def degrade_lightness(l_norm: torch.Tensor, *, p: float, generator: torch.Generator) -> torch.Tensor:

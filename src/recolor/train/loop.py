@@ -1,37 +1,25 @@
-"""The one training loop, for every recipe, on one device or many (DistributedDataParallel).
-
-`train(recipe_name, data, ...)` runs a recipe from `recolor.recipes` on a prepared data folder and
-writes a run folder that describes itself:
-
-    runs/NAME/config.json          recipe, networks, data, seed, versions (the generator's config)
-    runs/NAME/model.safetensors    the generator: the folder loads with load_generator / --model
-    runs/NAME/checkpoint.pt        everything to resume (plain tensors and numbers: weights_only)
-    runs/NAME/metrics.jsonl        one JSON line per epoch, epochs counted from 1
-    runs/NAME/samples/epoch_NNN.png  L | prediction | ground truth on fixed validation images
+"""The one training loop, for every recipe: `train()` and the trainer that runs the epochs.
 
 The loop knows nothing of recipes: it calls the recipe's adversarial strategy and weights the
-reconstruction losses with the recipe's numbers. Several processes started by `torchrun` train
-one model with DDP (gloo on CPUs, nccl on CUDA); only rank 0 validates, logs and writes.
+reconstruction losses with the recipe's numbers. Only rank 0 validates, logs and writes.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import platform
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as torch_dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from recolor import __version__
 from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
@@ -39,62 +27,15 @@ from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
 from recolor.losses import perceptual_loss, rebalanced_l1
 from recolor.nn import PatchDiscriminator
-from recolor.nn.perceptual import DEFAULT_BACKBONE, build_backbone, check_backbone, layers_for
+from recolor.nn.perceptual import build_backbone, check_backbone, layers_for
 from recolor.nn.pretrained import UNET, make_generator, save_generator
-from recolor.recipes import Recipe, apply_overrides, get_recipe
 
-CHECKPOINT_NAME = "checkpoint.pt"
-EPOCHS_DIR = "epochs"  # with --keep-epochs: epochs/epoch_NNN/ (config.json + model.safetensors) per epoch
-METRICS_NAME = "metrics.jsonl"
-SAMPLES_DIR = "samples"
-CHECKPOINT_FORMAT = 1
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Finite-loss checks (and, under DDP, the Ctrl-C agreement between ranks) happen every this many
-# batches: each one synchronises with the device, so not every batch.
-SYNC_EVERY = 20
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How a run trains (the recipe says what it trains). None: the recipe's or the data's default.
-
-    Fields in RESUME_CHANGEABLE may differ when a run is resumed; the others are fixed by the run.
-    """
-
-    epochs: int | None = None            # total epochs of the run (None: the recipe's)
-    batch_size: int = 16                 # per process
-    size: int | None = None              # training crop in pixels (None: the prepared size)
-    width: int = 64                      # base width of G and D (64 in the note)
-    seed: int = 0
-    flip: bool = True                    # random horizontal flips
-    val_images: int = 64                 # validation images for the PSNR (the first of the val split)
-    sample_images: int = 6               # rows in samples/epoch_NNN.png
-    perceptual_backbone: str = DEFAULT_BACKBONE
-    steps_per_epoch: int | None = None   # cap on batches per epoch (short runs, benchmarks)
-    workers: int = 2
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    channels_last: bool | None = None    # None: on for CUDA, off for CPU
-    init_from: str | None = None         # a run folder whose networks a new run starts from (fine-tuning)
-    keep_epochs: bool = False            # also keep each epoch's generator in epochs/epoch_NNN/
-    encoder: str = UNET                  # the generator's encoder: the note's U-Net or a pretrained network
-    encoder_frozen_epochs: int = 1       # a pretrained encoder stays frozen in epochs 1..N (DeOldify)
-    encoder_tune: str = "deep"           # after that: which part trains ("deep": strides 16-32, "all", "none")
-    encoder_lr_scale: float = 0.1        # its learning rate, as a fraction of the generator's
-    old_photo: float = 0.0               # probability of old-photo faults on a training input's L
-    gan: bool = True                     # False: NoGAN warm-up, the reconstruction losses alone, no critic
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-RESUME_CHANGEABLE = frozenset({"epochs", "steps_per_epoch", "workers", "device", "precision", "compile",
-                               "channels_last", "keep_epochs", "encoder_frozen_epochs", "encoder_tune",
-                               "encoder_lr_scale", "old_photo"})
-ENCODER_TUNE = ("deep", "all", "none")
-# Overrides that change the networks cannot change when a run resumes.
-_NETWORK_OVERRIDES = frozenset({"d_layers", "g_norm"})
+from recolor.train.batches import ResumableSampler, center_crop, crop_and_flip, worker_signals
+from recolor.train.display import Display
+from recolor.train.distributed import DistContext, all_agree, barrier, setup_distributed
+from recolor.train.plan import RunPlan, load_checkpoint, plan_run
+from recolor.train.settings import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, ENCODER_TUNE, EPOCHS_DIR, METRICS_NAME,
+                                    SAMPLES_DIR, SYNC_EVERY, precision_name, resolve_precision)
 
 
 @dataclass
@@ -104,125 +45,6 @@ class TrainResult:
     interrupted: bool
     metrics: list[dict[str, Any]] = field(default_factory=list)  # the epochs this call trained
     generator: nn.Module | None = None   # the trained generator (unwrapped), on the training device
-
-
-class Display(Protocol):
-    """What the loop reports while it runs (rank 0 only). The CLI passes a rich display."""
-
-    def start(self, *, run_dir: Path, first_epoch: int, epochs: int, batches_per_epoch: int) -> None: ...
-
-    def step(self, *, epoch: int, batch: int, values: dict[str, float], images_per_s: float,
-             eta_s: float) -> None: ...
-
-    def epoch_end(self, metrics: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-# ---------------------------------------------------------------------------------------------------
-# Distributed setup
-
-
-@dataclass(frozen=True)
-class DistContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-
-def setup_distributed(device_name: str) -> DistContext:
-    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
-
-    Single process when WORLD_SIZE is absent or 1. Backend: nccl for CUDA, gloo otherwise.
-    """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistContext()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if torch_dist.is_initialized():
-        return DistContext(rank, world_size, local_rank, initialized_here=False)
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    torch_dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistContext(rank, world_size, local_rank, initialized_here=True)
-
-
-def _all_agree(ctx: DistContext, flag: bool, *, any_rank: bool) -> bool:
-    """Combine a boolean over ranks: True if any rank (any_rank) or every rank has it."""
-    if not ctx.active:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0])
-    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX if any_rank else torch_dist.ReduceOp.MIN)
-    return bool(value.item() > 0.5)
-
-
-def _barrier(ctx: DistContext) -> None:
-    if ctx.active:
-        torch_dist.barrier()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Data
-
-
-class _ResumableSampler(Sampler[int]):
-    """DistributedSampler (its shuffle depends only on seed and epoch) that can skip a done prefix."""
-
-    def __init__(self, dataset, *, ctx: DistContext, seed: int) -> None:
-        self.inner = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                        seed=seed, drop_last=True)
-        self.skip = 0
-
-    def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
-        self.inner.set_epoch(epoch)
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self.inner)[self.skip:])
-
-    def __len__(self) -> int:
-        return len(self.inner) - self.skip
-
-
-def _worker_signals(_worker_id: int) -> None:
-    # Ctrl-C goes to the whole process group: workers must outlive it so the main process can
-    # finish its batch and save a checkpoint. SIGTERM gets its default back (a forked worker
-    # inherits the main process's "stop after this batch" handler), so shutting workers down works.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
-    """Per-image crops and horizontal flips of a batch (N, C, H, W), in one gather on its device.
-
-    offsets (N, 2) = (top, left) of each size x size crop; flips (N,) bool. Returns (N, C, size, size)
-    laid out channels-last in memory (the gather's natural order).
-    """
-    n = images.shape[0]
-    device = images.device
-    steps = torch.arange(size, device=device)
-    rows = offsets[:, :1].to(device) + steps
-    cols = offsets[:, 1:].to(device) + steps
-    cols = torch.where(flips.to(device)[:, None], cols.flip(1), cols)
-    batch = torch.arange(n, device=device)[:, None, None]
-    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    top = (images.shape[-2] - size) // 2
-    left = (images.shape[-1] - size) // 2
-    return images[..., top:top + size, left:left + size]
 
 
 def _prepare_summary(info: dict[str, Any]) -> dict[str, Any]:
@@ -238,104 +60,6 @@ def _prepare_summary(info: dict[str, Any]) -> dict[str, Any]:
         else:
             summary[key] = value
     return summary
-
-
-# ---------------------------------------------------------------------------------------------------
-# Planning a run (new or resumed)
-
-
-@dataclass
-class _Plan:
-    recipe_name: str
-    recipe: Recipe
-    overrides: dict[str, Any]
-    settings: TrainSettings
-    data: Path
-    run_dir: Path
-    checkpoint: dict[str, Any] | None
-
-
-def _resolve_run_dir(resume: str, out: Path) -> Path:
-    candidate = Path(resume)
-    for folder in (candidate, out / resume):
-        if (folder / CHECKPOINT_NAME).is_file():
-            return folder
-    raise UsageError(f"no run to resume at {resume!r}: neither {candidate} nor {out / resume} holds {CHECKPOINT_NAME}",
-                     "give the run folder (runs/NAME) or its name under --out")
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by this module (plain tensors and numbers: loaded with weights_only=True)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many untyped errors for damaged or foreign files
-        raise TrainingError(f"{path} cannot be read ({str(error).splitlines()[0]})",
-                            "the file is damaged; resume from a copy or start a new run") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path} is not a recolor training checkpoint", "start a new run with another --name")
-    return checkpoint
-
-
-def _plan(recipe_name: str, data: Path | None, *, out: Path, name: str | None, resume: str | None,
-          settings: dict[str, Any], overrides: dict[str, Any]) -> _Plan:
-    given_settings = {key: value for key, value in settings.items() if value is not None}
-    unknown = set(given_settings) - {f.name for f in fields(TrainSettings)}
-    if unknown:
-        raise ValueError(f"unknown training settings {sorted(unknown)}")
-    given_overrides = {key: value for key, value in overrides.items() if value is not None}
-    if resume is None:
-        recipe = apply_overrides(get_recipe(recipe_name), given_overrides)
-        if data is None:
-            raise UsageError("no --data given", "point --data at a folder written by `recolor prepare`")
-        run_dir = out / (name or recipe_name)
-        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / METRICS_NAME).exists():
-            raise UsageError(f"{run_dir} already holds a run",
-                             f"continue it with --resume {run_dir}, or choose another --name")
-        return _Plan(recipe_name, recipe, given_overrides, TrainSettings(**given_settings), Path(data), run_dir, None)
-
-    run_dir = _resolve_run_dir(resume, out)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    if checkpoint["recipe_name"] != recipe_name:
-        raise UsageError(f"{run_dir} was trained with recipe {checkpoint['recipe_name']!r}, not {recipe_name!r}",
-                         f"resume it as `recolor train {checkpoint['recipe_name']} --resume {resume}`")
-    saved_settings = TrainSettings(**checkpoint["settings"])
-    for key, value in given_settings.items():
-        if key not in RESUME_CHANGEABLE and value != getattr(saved_settings, key):
-            raise UsageError(f"--{key.replace('_', '-')} {value} differs from the run's {getattr(saved_settings, key)}",
-                             f"a resumed run keeps it; leave the option out or start a new run")
-    for key in _NETWORK_OVERRIDES & set(given_overrides):
-        if given_overrides[key] != checkpoint["overrides"].get(key):
-            raise UsageError(f"--{key.replace('_', '-')} changes the networks of {run_dir}",
-                             "a resumed run keeps its networks; start a new run instead")
-    merged = {**checkpoint["overrides"], **given_overrides}
-    if "recon_weight" in given_overrides:
-        merged.pop("recon_schedule", None)
-    if "recon_schedule" in given_overrides:
-        merged.pop("recon_weight", None)
-    recipe = apply_overrides(get_recipe(recipe_name), merged)
-    saved_data = Path(checkpoint["data"])
-    return _Plan(recipe_name, recipe, merged, replace(saved_settings, **given_settings),
-                 Path(data) if data is not None else saved_data, run_dir, checkpoint)
-
-
-def _resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `name` on `device` (None: plain fp32)."""
-    if name not in PRECISIONS:
-        raise UsageError(f"unknown precision {name!r}", f"use one of {', '.join(PRECISIONS)}")
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
-    if name == "fp32":
-        return None
-    if name == "fp16" and device.type != "cuda":
-        raise UsageError(f"--precision fp16 needs a CUDA device, not {device.type}",
-                         "use --precision bf16 or fp32 on this device")
-    return torch.bfloat16 if name == "bf16" else torch.float16
-
-
-def _precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def _versions() -> dict[str, str]:
@@ -410,10 +134,6 @@ class _Running:
         self.counts = dict(state["counts"])
 
 
-# ---------------------------------------------------------------------------------------------------
-# The loop
-
-
 def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs", name: str | None = None,
           resume: str | None = None, settings: dict[str, Any] | None = None,
           overrides: dict[str, Any] | None = None, display: Display | None = None) -> TrainResult:
@@ -427,7 +147,7 @@ def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs"
     settings = dict(settings or {})
     ctx = setup_distributed(str(settings.get("device") or "auto"))
     try:
-        plan = _plan(recipe_name, Path(data) if data is not None else None, out=Path(out), name=name,
+        plan = plan_run(recipe_name, Path(data) if data is not None else None, out=Path(out), name=name,
                      resume=resume, settings=settings, overrides=dict(overrides or {}))
         return _Trainer(plan, ctx, display if ctx.is_main else None).run()
     finally:
@@ -438,7 +158,7 @@ def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs"
 class _Trainer:
     """State of one training session; `run()` is the loop."""
 
-    def __init__(self, plan: _Plan, ctx: DistContext, display: Display | None) -> None:
+    def __init__(self, plan: RunPlan, ctx: DistContext, display: Display | None) -> None:
         from recolor.data.rebalance import ABWeights
         from recolor.data.store import PreparedImages, read_prepare_json
 
@@ -458,7 +178,7 @@ class _Trainer:
         if device.type == "cuda" and ctx.active:
             device = torch.device("cuda", ctx.local_rank)
         self.device = device
-        self.amp_dtype = _resolve_precision(s.precision, device)
+        self.amp_dtype = resolve_precision(s.precision, device)
         self.channels_last = s.channels_last if s.channels_last is not None else device.type == "cuda"
 
         # The perceptual backbone first: without network it must fail in seconds, before any data
@@ -541,10 +261,10 @@ class _Trainer:
             self.train_d = torch.compile(self.train_d)
             self.critic_for_g = torch.compile(self.critic)
 
-        self.sampler = _ResumableSampler(self.train_set, ctx=ctx, seed=s.seed)
+        self.sampler = ResumableSampler(self.train_set, ctx=ctx, seed=s.seed)
         self.loader = DataLoader(self.train_set, batch_size=s.batch_size, sampler=self.sampler,
                                  num_workers=s.workers, pin_memory=device.type == "cuda", drop_last=True,
-                                 persistent_workers=s.workers > 0, worker_init_fn=_worker_signals,
+                                 persistent_workers=s.workers > 0, worker_init_fn=worker_signals,
                                  # Its own generator: creating an iterator then leaves the global RNG
                                  # (used by the gradient penalty) alone, so a resumed run matches.
                                  generator=torch.Generator().manual_seed(s.seed))
@@ -783,7 +503,7 @@ class _Trainer:
             "perceptual_backbone": s.perceptual_backbone if self.features is not None else None,
             "perceptual_layers": list(self.perceptual_layers) if self.features is not None else None,
             "training": {**s.to_dict(), "epochs": self.epochs, "size": self.size,
-                         "precision_used": _precision_name(self.amp_dtype), "world_size": self.ctx.world_size,
+                         "precision_used": precision_name(self.amp_dtype), "world_size": self.ctx.world_size,
                          "epochs_done": self.epochs_done},
             "data": {"path": str(self.plan.data.resolve()), "prepare": _prepare_summary(self.prepare_info)},
             "seed": s.seed,
@@ -869,7 +589,7 @@ class _Trainer:
             path.write_text("".join(line + "\n" for line in kept))
 
     def _check_finite(self, epoch: int) -> None:
-        finite = _all_agree(self.ctx, self.running.finite(), any_rank=False)
+        finite = all_agree(self.ctx, self.running.finite(), any_rank=False)
         if not finite:
             means = ", ".join(f"{k}={v:.4g}" for k, v in self.running.means().items())
             kept = (f"the checkpoint of epoch {self.epochs_done} in {self.plan.run_dir} is kept"
@@ -885,7 +605,7 @@ class _Trainer:
         recipe = self.plan.recipe
         if self.ctx.is_main:
             self._trim_metrics()
-        _barrier(self.ctx)
+        barrier(self.ctx)
         session_metrics: list[dict[str, Any]] = []
         if self.display is not None:
             self.display.start(run_dir=self.plan.run_dir, first_epoch=self.epochs_done + 1, epochs=self.epochs,
@@ -926,7 +646,7 @@ class _Trainer:
                         if self.batches_done >= self.batches_per_epoch:
                             break
                         # Under DDP the ranks agree on stopping at sync points only (a collective).
-                        if (at_sync or not self.ctx.active) and _all_agree(self.ctx, stop.requested, any_rank=True):
+                        if (at_sync or not self.ctx.active) and all_agree(self.ctx, stop.requested, any_rank=True):
                             interrupted = True
                             break
                     if interrupted:
@@ -937,7 +657,7 @@ class _Trainer:
                     self._check_finite(epoch)
                     metrics = self._end_epoch(epoch, seconds, epoch_batches * images_per_batch, recon_weight)
                     session_metrics.append(metrics)
-                    if epoch < self.epochs and _all_agree(self.ctx, stop.requested, any_rank=True):
+                    if epoch < self.epochs and all_agree(self.ctx, stop.requested, any_rank=True):
                         interrupted = True
                         break
         finally:
@@ -973,72 +693,7 @@ class _Trainer:
             self._write_samples(epoch)
             self._append_metrics(metrics)
         self._save(metrics)
-        _barrier(self.ctx)
+        barrier(self.ctx)
         if self.display is not None:
             self.display.epoch_end(metrics)
         return metrics
-
-
-# ---------------------------------------------------------------------------------------------------
-# Terminal display
-
-
-class RichDisplay:
-    """Live progress (epoch, batch, losses, images/s, ETA) on a terminal; one line per epoch otherwise."""
-
-    _SHOWN = ("d_loss", "g_adv", "g_recon")
-
-    def __init__(self, console) -> None:
-        self.console = console
-        self.live = bool(console.is_terminal)
-        self.progress = None
-        self.task = None
-        self.epochs = 0
-
-    def start(self, *, run_dir: Path, first_epoch: int, epochs: int, batches_per_epoch: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.epochs = epochs
-        self.console.print(f"training into [bold]{run_dir}[/] (epochs {first_epoch}..{epochs}, "
-                           f"{batches_per_epoch} batches each)", highlight=False)
-        if self.live:
-            self.progress = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                     console=self.console, transient=False)
-            self.task = self.progress.add_task("train", total=batches_per_epoch, epoch=first_epoch, info="")
-            self.progress.start()
-
-    def step(self, *, epoch: int, batch: int, values: dict[str, float], images_per_s: float, eta_s: float) -> None:
-        if self.progress is None:
-            return
-        losses = "  ".join(f"{key} {values[key]:.3f}" for key in self._SHOWN if key in values)
-        info = f"{losses}  {images_per_s:.1f} img/s  ETA {_duration(eta_s)}"
-        self.progress.update(self.task, completed=batch, epoch=epoch, info=info)
-
-    def epoch_end(self, metrics: dict[str, Any]) -> None:
-        def fmt(key: str) -> str:
-            value = metrics.get(key)
-            return "-" if value is None else f"{value:.3f}"
-
-        line = (f"epoch {metrics['epoch']}/{self.epochs}  d_loss {fmt('d_loss')}  g_adv {fmt('g_adv')}  "
-                f"g_recon {fmt('g_recon')}  val PSNR {fmt('val_psnr')} dB (gray {fmt('val_psnr_gray')})  "
-                f"{metrics['images_per_s']:.1f} img/s")
-        if self.progress is not None:
-            self.progress.console.print(line, highlight=False)
-            if metrics["epoch"] < self.epochs:
-                self.progress.reset(self.task, completed=0, epoch=metrics["epoch"] + 1, info="")
-        else:
-            self.console.print(line, highlight=False)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
