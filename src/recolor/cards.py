@@ -58,10 +58,14 @@ ENCODER_TEXT = {
 }
 DEFAULT_LICENSE = "mit"
 BASE_TAGS = ("image-colorization", "recolor", "gan", "pytorch", "safetensors")
-EVAL_COLUMNS = ("psnr", "ssim", "colorfulness", "delta_cf", "vgg", "lpips", "fid")
-_EVAL_HEADINGS = {"psnr": "PSNR (dB, ↑)", "ssim": "SSIM (↑)", "colorfulness": "Colorfulness",
+EVAL_COLUMNS = ("psnr", "psnr_p10", "ssim", "auc", "auc_rebalanced", "colorfulness", "delta_cf", "spurious",
+                "wrong", "effnet", "vgg", "lpips", "fid")
+_EVAL_HEADINGS = {"psnr": "PSNR (dB, ↑)", "psnr_p10": "PSNR p10 (↑)", "auc": "AuC % (↑)",
+                  "auc_rebalanced": "AuC rebal. % (↑)", "spurious": "spurious % (↓)", "wrong": "wrong % (↓)",
+                  "effnet": "EffNet (↓)", "ssim": "SSIM (↑)", "colorfulness": "Colorfulness",
                   "delta_cf": "ΔCF (vs ground truth)", "vgg": "VGG (↓)", "lpips": "LPIPS (↓)", "fid": "FID (↓)"}
-_EVAL_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "colorfulness": "{:.2f}", "delta_cf": "{:+.2f}",
+_EVAL_FORMATS = {"psnr": "{:.2f}", "psnr_p10": "{:.2f}", "auc": "{:.1f}", "auc_rebalanced": "{:.1f}",
+                 "spurious": "{:.2f}", "wrong": "{:.1f}", "effnet": "{:.2f}", "ssim": "{:.4f}", "colorfulness": "{:.2f}", "delta_cf": "{:+.2f}",
                  "vgg": "{:.4f}", "lpips": "{:.4f}", "fid": "{:.2f}"}
 # The note's settings that a run may scale down (DESIGN.md, "The three recipes").
 NOTE_WIDTH = 64
@@ -308,14 +312,15 @@ def _evaluation(report: dict[str, Any] | None, folder: Path, info: dict[str, Any
         cells = []
         for column in EVAL_COLUMNS:
             value = row.get(column)
-            cells.append("unavailable" if value is None else _EVAL_FORMATS[column].format(value))
+            cells.append(("unavailable" if column in row else "—") if value is None
+                         else _EVAL_FORMATS[column].format(value))
         label = "gray (baseline)" if row["model"] == "gray" else f"**{name}**"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     truth = (report.get("ground_truth") or {}).get("colorfulness")
     truth_text = "unavailable" if truth is None else f"{truth:.2f}"
     lines.append(f"\n{report.get('n', '?')} images of `{report.get('data', '?')}` at {report.get('size', '?')} x "
                  f"{report.get('size', '?')} px; ground-truth colorfulness {truth_text}.\n")
-    missing = [c for c in EVAL_COLUMNS if any(r.get(c) is None for r in rows)]
+    missing = [c for c in EVAL_COLUMNS if any(c in r and r[c] is None for r in rows)]
     for column in missing:
         reason = unavailable.get(column) or "not computed in this evaluation"
         lines.append(f"- {column} unavailable: {_fmt(reason)}")

@@ -77,28 +77,28 @@ class BuiltinModel:
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "gan": BuiltinModel(
         name="gan",
-        description="U-Net + PatchGAN, BCE with soft labels, rebalanced L1",
+        description="EfficientNet-Lite0 U-Net + PatchGAN, BCE soft labels, rebalanced L1",
         repo_id="recolor-cli/recolor-gan",
-        sha256="e9764d6c0af53c06de93b2accf50d996a7af505172b2ba58faf164a6ff5562f1",
+        sha256="2bbdd7c263aa5e69286fd2778302fb6ab46fa9d663ce260b326383762be15334",
     ),
     "wgan": BuiltinModel(
         name="wgan",
-        description="U-Net + critic, Wasserstein loss with gradient penalty, rebalanced L1",
+        description="EfficientNet-Lite0 U-Net + critic, WGAN-GP, rebalanced L1",
         repo_id="recolor-cli/recolor-wgan",
-        sha256="23ddbad920f4d5d26f6081f8a9f3bcbbe9af0c34c350a6c49cf8526dcb419026",
+        sha256="f7c24b3bb5921830120eac9163bd94a5194042246af17a986ae9905cb8c5de48",
     ),
     "progan": BuiltinModel(
         name="progan",
-        description="U-Net with PixelNorm + PatchGAN with minibatch stddev, perceptual loss on a random-weight VGG-16",
+        description="EfficientNet-Lite0 U-Net + stddev PatchGAN, EfficientNet perceptual loss",
         repo_id="recolor-cli/recolor-progan",
-        sha256="fd20f159d8c37bf16943e1c9d170b10ac14d0cfe0b362b36b42b4e41262b2dc0",
+        sha256="5f5cf7d163e720f613f285a528bfd53d9ed94109a475aa8146873b9a7dc870de",
     ),
 }
-# Chosen from the figures of docs/results.md (imagenette val, 256 px): gan and progan are tied on
-# PSNR (22.84 / 22.86 dB, 0.5 dB below gray) and gan has the higher SSIM and the colorfulness closer
-# to the ground truth's (30.7 / 23.9 of 39.0), i.e. it is nearer the goal; on the old photos it
-# also has the most natural skies and foliage and no large magenta blots (see the model cards).
-DEFAULT_MODEL = "gan"
+# Chosen from the figures of docs/results.md: progan has the highest PSNR of the three on the
+# selection set (24.01 dB against gray's 23.43) and the least spurious color (1.6% of neutral pixels
+# against 2.8-3.4%), and on the old photos the most natural faces and skies with no orange casts on
+# walls and water; it is the least colorful (71% of the ground truth's colorfulness).
+DEFAULT_MODEL = "progan"
 
 
 # ------------------------------------------------------------------------------------ resolving
