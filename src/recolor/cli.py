@@ -477,7 +477,7 @@ def apply(
         generator, _ = load_model(model, device=torch_device)
         options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
                                         quality=quality, batch_size=batch_size, cores=sharding.cores_for(launch))
-        colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value)
+        colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
         with report.apply_progress(error_console, disable=not lead) as progress:
             task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision}"
                                      + (f", part {part}" if part else "") + ")", total=len(plan.jobs))

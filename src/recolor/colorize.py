@@ -61,7 +61,7 @@ _SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES)
 # The network's number format: auto is bf16 on CPUs that compute it natively (AMX or AVX-512 BF16:
 # 3 to 4 times as fast as fp32, outputs within a fraction of one ab unit; see
-# benchmarks/apply_stages.py --precision-check), fp16 on CUDA, fp32 elsewhere.
+# benchmarks/apply_speed.py --precision-check), fp16 on CUDA, fp32 elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPARE_FOLDER = "compare"
 
@@ -390,16 +390,19 @@ class Colorizer:
     `precision`: see PRECISIONS. On the CPU the network runs from a copy of the generator made for
     inference: BatchNorms folded into the convolutions, channels_last, in bf16 when that is the
     precision (whole-model bf16 rather than autocast, which runs the U-Net's upsampling in fp32 and
-    then concatenates mixed types: 14% slower here).
+    then concatenates mixed types: 14% slower here). With `keep_generator` False that copy is made
+    in place, from `generator` itself (the CLI, which has no other use for it: less start-up time
+    and memory).
     """
 
-    def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto") -> None:
+    def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto",
+                 keep_generator: bool = True) -> None:
         self.generator = generator.eval()
         self.device = device
         self.precision = resolve_precision(precision, device)
         self._network = self.generator
         if device.type == "cpu":
-            self._network = copy.deepcopy(self.generator)
+            self._network = copy.deepcopy(self.generator) if keep_generator else self.generator
             _fold_batch_norms(self._network)
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
             self._network.to(dtype=dtype, memory_format=torch.channels_last)
