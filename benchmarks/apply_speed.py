@@ -16,6 +16,10 @@ smooth shapes and grain) it prints, in one run:
 - the ratio floor / marginal (1 would be apply at the cost of decoding; the goal is >= 0.5) and
   each process's peak resident memory (ru_maxrss from wait4).
 
+Each figure comes as wall time and as CPU time (the process's, all threads: from wait4 for the
+commands, process_time for the floor), which other processes on a shared machine disturb less:
+the CPU ratio is what the wall ratio would be on an idle machine where both keep every core busy.
+
 Only the CLI and `recolor.imageio` are used, so the same script measures an older tree (the
 before/after tables of docs/performance.md: run it with PYTHONPATH pointing at each tree, back to
 back). Every timing is the best of `--repeat` runs; the load average is printed beside each figure
@@ -63,8 +67,8 @@ def make_photos(folder: Path, size: tuple[int, int], count: int) -> list[Path]:
     return paths
 
 
-def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process; exits if it fails."""
+def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB, stdout, CPU seconds) of one child process; exits if it fails."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     # Read the pipes without reaping, then reap with wait4 to get this child's peak memory.
@@ -75,7 +79,7 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, st
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode()}")
-    return wall, usage.ru_maxrss / 1024, stdout.decode()
+    return wall, usage.ru_maxrss / 1024, stdout.decode(), usage.ru_utime + usage.ru_stime
 
 
 def floor_child(folder: str, out: str, threads: int) -> None:
@@ -92,10 +96,10 @@ def floor_child(folder: str, out: str, threads: int) -> None:
 
     one(paths[0])  # first-call costs (plugin setup) outside the timing
     with ThreadPoolExecutor(threads) as pool:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         list(pool.map(one, paths))
-        seconds = time.perf_counter() - start
-    print(seconds / len(paths) * 1000)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    print(seconds / len(paths) * 1000, cpu / len(paths) * 1000)
 
 
 def best(repeat: int, function):
@@ -184,8 +188,9 @@ def main() -> None:
 
     print(f"recolor from {Path(recolor.__file__).parent}; {os.cpu_count()} cores; model {args.model} on "
           f"{args.device}; best of {args.repeat}; {load()} at start")
-    print(f"{'case':>5} | {'floor ms/photo':>22} | {'apply marginal ms/photo':>26} | {'floor/apply':>11} | "
-          f"{'start-up s':>20} | peak RSS MB (apply N / apply 1 / floor)")
+    print("wall ms per photo (CPU ms per photo, all threads); the load average (1 / 5 min) beside each")
+    print(f"{'case':>5} | {'floor':>30} | {'apply marginal':>34} | {'floor/apply':>11} | "
+          f"{'start-up s':>22} | peak RSS MB (apply N / apply 1 / floor)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for case, count in (("1mp", args.count_1mp), ("24mp", args.count_24mp)):
@@ -196,23 +201,26 @@ def main() -> None:
             shutil.copy(paths[0], root / case / "one" / paths[0].name)
             out = root / case / "out"
             out.mkdir()
-            floor_ms, floor_peak, text = best(args.repeat, lambda: run_child(
+            floor_run = best(args.repeat, lambda: run_child(
                 [sys.executable, __file__, "--floor-child", str(root / case / "all"), str(out), str(threads)], env))
-            floor_ms, floor_load = float(text.strip().splitlines()[-1]), load()
+            floor_ms, floor_cpu = (float(v) for v in floor_run[2].strip().splitlines()[-1].split())
+            floor_load = load()
 
             def apply(folder: str):
                 return run_child([sys.executable, "-m", "recolor", "apply", str(root / case / folder), "--out",
                                   str(root / case / f"out-{folder}"), "--overwrite", "--model", args.model,
                                   "--device", args.device], env)
 
-            many, many_peak, _ = best(args.repeat, lambda: apply("all"))
+            many = best(args.repeat, lambda: apply("all"))
             many_load = load()
-            one, one_peak, _ = best(args.repeat, lambda: apply("one"))
+            one = best(args.repeat, lambda: apply("one"))
             one_load = load()
-            marginal = (many - one) / (count - 1)
-            print(f"{case:>5} | {floor_ms:6.1f} ({floor_load:>13}) | {marginal * 1000:6.1f} ({many_load:>13}, "
-                  f"N={count}) | {floor_ms / (marginal * 1000):11.2f} | {one - marginal:5.2f} ({one_load:>13}) | "
-                  f"{many_peak:.0f} / {one_peak:.0f} / {floor_peak:.0f}")
+            marginal = (many[0] - one[0]) / (count - 1) * 1000
+            marginal_cpu = (many[3] - one[3]) / (count - 1) * 1000
+            print(f"{case:>5} | {floor_ms:6.1f} ({floor_cpu:6.1f}) {floor_load:>15} | {marginal:6.1f} ({marginal_cpu:6.1f}) "
+                  f"{many_load:>15} N={count} | {floor_ms / marginal:5.2f} ({floor_cpu / marginal_cpu:4.2f}) | "
+                  f"{one[0] - marginal / 1000:5.2f} ({one[3] - marginal_cpu / 1000:5.2f}) {one_load:>11} | "
+                  f"{many[1]:.0f} / {one[1]:.0f} / {floor_run[1]:.0f}", flush=True)
             if args.stages:
                 stages(root / case / "all", out, args.model, args.device)
     if args.precision_check:
