@@ -1,6 +1,6 @@
 """`recolor apply` against the floor of only decoding and encoding: marginal cost, start-up, peak memory.
 
-    PYTHONPATH=src python benchmarks/apply_speed.py [--model gan] [--count-1mp 24] [--count-24mp 3]
+    PYTHONPATH=src python benchmarks/apply_speed.py [--model NAME] [--count-1mp 24] [--count-24mp 3]
         [--device cpu] [--repeat 2] [--stages] [--precision-check]
 
 For each case (1 MP = 1224 x 816, 24 MP = 6000 x 4000; synthetic grayscale JPEGs, quality 90,
@@ -9,7 +9,8 @@ smooth shapes and grain) it prints, in one run:
 - floor: `read_image` + `write_image(photo.rgb, like=photo)` (RGB JPEG at quality 95, as apply
   writes) of the same files in a pool of as many threads as apply's decoders (min(4, cores)), in
   a process of its own: ms per photo, once the process has started;
-- apply: the real command, `python -m recolor apply FOLDER --out OUT --overwrite`, timed from the
+- apply: the real command, `python -m recolor apply FOLDER --out OUT --overwrite` (with the default
+  model unless `--model`), timed from the
   parent, on the N photos and on a folder of the first one alone: its marginal cost per photo is
   (time(N) - time(1)) / (N - 1), its start-up (command to first photo written, less that photo)
   time(1) - marginal;
@@ -167,9 +168,15 @@ def precision_check(model: str) -> None:
               f"{error.mean():.3f}, max {error.max():.2f}; RGB PSNR fp32 vs bf16 {psnr:.1f} dB")
 
 
+def default_model() -> str:
+    from recolor.models import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gan", help="--model of recolor apply (default: the default built-in)")
+    parser.add_argument("--model", default=None, help="--model of recolor apply (default: apply's default model)")
     parser.add_argument("--device", default="cpu", help="--device of recolor apply")
     parser.add_argument("--count-1mp", type=int, default=24)
     parser.add_argument("--count-24mp", type=int, default=3)
@@ -186,7 +193,7 @@ def main() -> None:
     threads = min(4, os.cpu_count() or 1)
     import recolor
 
-    print(f"recolor from {Path(recolor.__file__).parent}; {os.cpu_count()} cores; model {args.model} on "
+    print(f"recolor from {Path(recolor.__file__).parent}; {os.cpu_count()} cores; model {args.model or 'default'} on "
           f"{args.device}; best of {args.repeat}; {load()} at start")
     print("wall ms per photo (CPU ms per photo, all threads); the load average (1 / 5 min) beside each")
     print(f"{'case':>5} | {'floor':>30} | {'apply marginal':>34} | {'floor/apply':>11} | "
@@ -208,8 +215,8 @@ def main() -> None:
 
             def apply(folder: str):
                 return run_child([sys.executable, "-m", "recolor", "apply", str(root / case / folder), "--out",
-                                  str(root / case / f"out-{folder}"), "--overwrite", "--model", args.model,
-                                  "--device", args.device], env)
+                                  str(root / case / f"out-{folder}"), "--overwrite", "--device", args.device,
+                                  *(["--model", args.model] if args.model else [])], env)
 
             many = best(args.repeat, lambda: apply("all"))
             many_load = load()
@@ -222,9 +229,9 @@ def main() -> None:
                   f"{one[0] - marginal / 1000:5.2f} ({one[3] - marginal_cpu / 1000:5.2f}) {one_load:>11} | "
                   f"{many[1]:.0f} / {one[1]:.0f} / {floor_run[1]:.0f}", flush=True)
             if args.stages:
-                stages(root / case / "all", out, args.model, args.device)
+                stages(root / case / "all", out, args.model or default_model(), args.device)
     if args.precision_check:
-        precision_check(args.model)
+        precision_check(args.model or default_model())
 
 
 if __name__ == "__main__":
