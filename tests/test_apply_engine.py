@@ -12,6 +12,7 @@ from PIL import Image
 
 from apply_fixtures import bomb_png, gray_image, save_gray, tiny_model, truncated_jpeg
 from recolor import colorize
+from recolor import join as join_module
 from recolor.color import lab_to_rgb, rgb_to_lab
 from recolor.colorize import (
     ApplyOptions,
@@ -71,14 +72,6 @@ def test_lightness_is_the_l_of_rgb_to_lab(dtype):
     assert np.abs(lightness(gray, gray=True) - lab_of(gray)[0].numpy()).max() < 1e-3
 
 
-def test_band_upsampling_is_torch_bilinear():
-    small = torch.randn(2, 5, 8) * 30
-    expected = F.interpolate(small[None], size=(37, 61), mode="bilinear", align_corners=False)[0]
-    rows, cols = colorize._bilinear_taps(5, 37), colorize._bilinear_taps(8, 61)
-    got = colorize._upsample_band(small.numpy(), rows, cols)
-    assert np.abs(got - expected.numpy()).max() < 1e-3
-
-
 @pytest.mark.parametrize(("bit_depth", "dtype", "l_error"), [(8, np.uint8, 0.6), (16, np.uint16, 0.01)])
 def test_lab_to_srgb_matches_lab_to_rgb_inside_the_gamut_and_keeps_l_and_hue_outside(bit_depth, dtype, l_error):
     torch.manual_seed(0)
@@ -113,9 +106,10 @@ def test_join_keeps_every_pixel_of_the_input_lightness_in_any_band_size(monkeypa
     ab_small = torch.randn(2, 32, 64) * 20
     l_small = torch.rand(32, 64) * 100
     whole = join(photo, ab_small, l_small)
-    monkeypatch.setattr(colorize, "BAND_PIXELS", 100)  # one row per band
+    monkeypatch.setattr(join_module, "BAND_PIXELS", 100)  # one row per band
     banded = join(photo, ab_small, l_small)
-    assert np.array_equal(whole, banded)
+    # OpenCV's kernels round a few ulps differently by a row's length: at most a level apart.
+    assert np.abs(whole.astype(int) - banded).max() <= 1 and (whole != banded).mean() < 0.01
     assert whole.shape == (45, 70, 3) and whole.dtype == np.uint8
     assert np.abs(lab_of(whole)[0].numpy() - lab_of(photo.rgb)[0].numpy()).max() < 0.6
     assert lab_of(whole)[1:].abs().mean() > 3  # colored, not gray
@@ -142,8 +136,9 @@ def test_join_of_a_16_bit_photo_is_16_bit_and_keeps_its_lightness_to_16_bit_prec
     # An 8-bit join would be off by up to 0.6 in L; the 16-bit one only by float rounding.
     assert np.abs(lab_of(whole)[0].numpy() - lightness(photo.rgb, gray=gray)).max() < 0.01
     assert lab_of(whole)[1:].abs().mean() > 5  # colored
-    monkeypatch.setattr(colorize, "BAND_PIXELS", 100)  # one row per band
-    assert np.array_equal(join(photo, ab_small, l_small), whole)
+    monkeypatch.setattr(join_module, "BAND_PIXELS", 100)  # one row per band
+    banded = join(photo, ab_small, l_small)
+    assert np.abs(banded.astype(int) - whole).max() <= 1 and (banded != whole).mean() < 0.01
     eight = join(photo, ab_small, l_small, bit_depth=8)
     assert eight.dtype == np.uint8
     # The same colors to 8-bit rounding, except where the gamut search ends a step apart (its

@@ -436,40 +436,65 @@ def apply(
         help="The network's numbers: auto is bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), fp16 on CUDA, "
              "else fp32.")] = ApplyPrecision.auto,
     dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
+    shard: Annotated[Optional[str], typer.Option(
+        help="Do part K of N of the run (K/N, e.g. 2/8): every N-th photo, the same parts for every process given "
+             "the same INPUTs and --out, each resumable. For SLURM arrays, xargs or machines sharing a disk; "
+             "under torchrun the ranks split the run (or this part) the same way.", show_default=False)] = None,
 ) -> None:
     """Colorize photos at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
 
     Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error.
     """
     from recolor import colorize, report
+    from recolor import shard as sharding
     from recolor.devices import resolve_device
     from recolor.models import DEFAULT_MODEL, load_model
 
     model = model or DEFAULT_MODEL
     colorize.render_shape(render_size, render_size, render_size)  # a bad --render-size is a usage error now
-    plan = colorize.plan_jobs(inputs, out=out, recursive=recursive, format=format.value, suffix=suffix,
-                              overwrite=overwrite, compare=compare)
-    report.print_plan(plan, error_console, dry_run=dry_run)
+    launch = sharding.launch_from_env()  # torchrun's RANK and WORLD_SIZE, or None
+    part = sharding.combine(sharding.parse_shard(shard) if shard else None, launch.shard if launch else None)
+    whole = colorize.plan_jobs(inputs, out=out, recursive=recursive, format=format.value, suffix=suffix,
+                               overwrite=overwrite, compare=compare)
+    plan = sharding.split_plan(whole, part)
+    lead = launch is None or launch.rank == 0  # the one process that reports for all of torchrun's
+    if lead:
+        report.print_plan(plan if launch is None else whole, error_console, dry_run=dry_run and launch is None)
     if dry_run:
-        console.print(f"model: {model}, output folder: {plan.out}", highlight=False, markup=False)
+        if launch is not None:
+            report.print_plan(plan, console, dry_run=True)
+        console.print(f"model: {model}, output folder: {plan.out}" + (f", part {part}" if part else ""),
+                      highlight=False, markup=False)
         return
-    if not plan.jobs:
-        console.print(f"nothing to do: all {len(plan.skipped)} output(s) exist in {plan.out}", highlight=False,
-                      markup=False)
+    if not plan.jobs and launch is None:
+        console.print(f"nothing to do: all {len(plan.skipped)} output(s) exist in {plan.out}"
+                      + (f" (part {part})" if part else ""), highlight=False, markup=False)
         return
-    torch_device = resolve_device(device)
-    generator, _ = load_model(model, device=torch_device)
-    options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
-                                    quality=quality, batch_size=batch_size)
-    colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value)
-    with report.apply_progress(error_console) as progress:
-        task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision})", total=len(plan.jobs))
-        summary = colorize.run(plan, colorizer, options=options,
-                               format=format.value, on_result=lambda result: progress.advance(task))
-    report.print_summary(summary, console, error_console)
+    sharding.join_group(launch)
+    summary = colorize.Summary(done=0, skipped=len(plan.skipped), failed=[], seconds=0.0)
+    if plan.jobs:
+        torch_device = resolve_device(sharding.device_for(device, launch))
+        generator, _ = load_model(model, device=torch_device)
+        options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
+                                        quality=quality, batch_size=batch_size, cores=sharding.cores_for(launch))
+        colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
+        with report.apply_progress(error_console, disable=not lead) as progress:
+            task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision}"
+                                     + (f", part {part}" if part else "") + ")", total=len(plan.jobs))
+            summary = colorize.run(plan, colorizer, options=options, format=format.value,
+                                   on_result=lambda result: progress.advance(task), sheet=whole)
+    total = sharding.gather_summaries(summary, launch)
+    if total is None:  # another rank: rank 0 reports for all
+        return
+    if launch is not None:
+        console.print(f"{launch.world_size} processes" + (f", part {sharding.parse_shard(shard)}" if shard else "")
+                      + ":", highlight=False, markup=False)
+    elif part is not None:
+        console.print(f"part {part}:", highlight=False, markup=False)
+    report.print_summary(total, console, error_console)
     if compare:
         console.print(f"contact sheet: {plan.out / 'index.html'}", highlight=False, markup=False)
-    if summary.failed:
+    if total.failed:
         raise typer.Exit(1)
 
 

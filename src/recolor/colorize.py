@@ -14,13 +14,14 @@ For each photo:
 
 A 16-bit photo (`Photo.bit_depth` 16) written as PNG or TIFF gets a 16-bit result, encoded to
 sRGB exactly (no 8-bit table in between), so its L is the input's to 16-bit precision; other
-outputs are computed at 8 bits. Steps 2 and 3 run in numpy on bands of rows (about 65,000 pixels
-each), so a photo needs little beyond its own pixels and the output's. Decoding runs in a thread
-pool ahead of the network and encoding (with the join) in another one behind it; photos are
-batched across files by render shape, and the pixels held at once are capped. On the CPU the
-network runs from an inference copy of the generator (BatchNorms folded, channels_last, bf16 where
-the CPU has native bf16: see PRECISIONS) with torch's threads limited to the cores the I/O threads
-leave. docs/performance.md has the figures.
+outputs are computed at 8 bits. Steps 2 and 3 are `recolor.join`: OpenCV kernels on bands of rows
+in the encoding threads, or torch on the network's GPU (`ApplyOptions.join_device`), where the
+shrink of step 1 runs too. Decoding runs in a thread pool ahead of the network and encoding
+(with the CPU join) in another one behind it; photos are batched across files by render shape,
+and the pixels held at once are capped. On the CPU the network runs from an inference copy of the
+generator (BatchNorms folded, channels_last, bf16 where the CPU has native bf16: see PRECISIONS)
+with torch's threads limited to the cores the I/O threads leave. docs/performance.md has the
+figures.
 """
 
 from __future__ import annotations
@@ -39,18 +40,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from recolor.color import AB_SCALE, D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
+from recolor.color import AB_SCALE
 from recolor.errors import ImageWriteError, RecolorError, UsageError
 from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
+# The pixel math lives in recolor.join; these names are re-exported for the engine's callers.
+from recolor.join import UPSAMPLE_MODES, guided_slope, join, lab_to_srgb, lightness, network_lightness  # noqa: F401
+from recolor.join import download, host_pixels, join_tensor, network_lightness_tensor, opencv_threads
 
 # The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
 RENDER_MULTIPLE = 32
-# Rows are joined in bands of about this many pixels: big enough for vector code to pay off, small
-# enough that the float temporaries stay in the CPU's cache (about a megabyte each).
-BAND_PIXELS = 1 << 16
 # Photos held in memory at once (decoded, waiting for the network or for encoding), in pixels;
 # at least one photo is always admitted, however large.
 DEFAULT_PIXEL_BUDGET = 64_000_000
@@ -59,17 +59,11 @@ FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES)
-UPSAMPLE_MODES = ("bilinear", "guided")
 # The network's number format: auto is bf16 on CPUs that compute it natively (AMX or AVX-512 BF16:
 # 3 to 4 times as fast as fp32, outputs within a fraction of one ab unit; see
-# benchmarks/apply_stages.py --precision-check), fp16 on CUDA, fp32 elsewhere.
+# benchmarks/apply_speed.py --precision-check), fp16 on CUDA, fp32 elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPARE_FOLDER = "compare"
-# The guided filter's slope, fitted at render size: window radius in render pixels, and the
-# regulariser on the variance of L/100 (smaller: follows L edges more closely, and L's grain too).
-# Chosen on scikit-image's color samples with benchmarks/upsample_quality.py.
-GUIDED_RADIUS = 1
-GUIDED_EPS = 1e-3
 
 
 # --------------------------------------------------------------------------------------- planning
@@ -226,311 +220,6 @@ def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     return (render_size, short) if height >= width else (short, render_size)
 
 
-# The full-resolution math runs in numpy float32 on bands of rows, one thread per photo: on a
-# shared CPU torch's intra-op threads spin against each other (measured 7x slower at 2 threads on
-# a loaded 2-core machine), while numpy's single-threaded ufuncs on cache-sized bands do not.
-_Y_WEIGHTS = np.array(RGB_TO_XYZ[1], dtype=np.float32)  # sRGB linear -> Y
-# Linear light -> 8-bit sRGB by table: 2**16 entries keep every result within one level of the exact
-# curve (the steepest part, near black, moves 0.05 of a level per entry), at a fraction of pow()'s cost.
-# The 8-bit join computes linear light times 65535 (folded into the Lab -> RGB matrix), so that
-# clipping and truncating it gives the index: entry i holds the code of linear (i + 0.5) / 65535.
-# 16-bit results are encoded with the curve itself: float32 pow, as fast here as a 2**20-entry table
-# and closer (0.51 of a level from the exact curve at worst, against the table's 0.9).
-_ENCODE_STEPS = 1 << 16
-# Linear values this far above 1 still count as inside the gamut: with these matrices Lab white
-# (100, 0, 0) itself comes out at linear (1.000007, 0.99999, 1.00008). Clipping that much moves L by
-# at most 0.004.
-_GAMUT_TOLERANCE_HIGH = 1e-4
-# ... and this far below 0, by bit depth: about 0.3 of an 8-bit level near black, and 0.8 of a
-# 16-bit level (clipping 1e-4 there would move L by up to 0.07).
-_GAMUT_TOLERANCE_LOW = {8: 1e-4, 16: 1e-6}
-_F32 = np.float32
-
-
-@functools.lru_cache(maxsize=2)
-def _luts(levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(linear light, CIE L of a gray pixel) of each code 0 .. levels-1, as float32 tables."""
-    codes = np.arange(levels, dtype=np.float64) / (levels - 1)
-    linear = np.where(codes > 0.04045, ((codes + 0.055) / 1.055) ** 2.4, codes / 12.92)
-    return linear.astype(np.float32), (116 * _lab_f(linear) - 16).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=1)
-def _encode_lut() -> np.ndarray:
-    linear = np.minimum((np.arange(_ENCODE_STEPS, dtype=np.float64) + 0.5) / (_ENCODE_STEPS - 1), 1.0)
-    srgb = np.where(linear > 0.0031308, 1.055 * linear ** (1 / 2.4) - 0.055, 12.92 * linear)
-    return np.round(srgb * 255).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=4)
-def _linear_matrix(scale: float) -> np.ndarray:
-    """(X/Xn, Z/Zn, Y/Yn) -> linear sRGB times `scale`: the white point folded in, the columns in
-    the order join's buffers hold them."""
-    xyz_to_linear = np.linalg.inv(np.array(RGB_TO_XYZ, dtype=np.float64)) * np.array(D65_WHITE)[None, :]
-    return np.ascontiguousarray(xyz_to_linear[:, [0, 2, 1]] * scale, dtype=np.float32)
-
-
-def _encode16(linear: np.ndarray) -> np.ndarray:
-    """Linear light in [0, 1] (float32, any shape) -> 16-bit sRGB codes (0-65535), rounded."""
-    knee = _F32(0.0031308)
-    curve = np.power(np.maximum(linear, knee), _F32(1 / 2.4))
-    curve *= _F32(1.055)
-    curve -= _F32(0.055)
-    encoded = np.where(linear > knee, curve, linear * _F32(12.92))
-    encoded *= _F32(65535)
-    encoded += _F32(0.5)
-    return encoded.astype(np.uint16)
-
-
-def _lab_f(t: np.ndarray) -> np.ndarray:
-    return np.where(t > LAB_EPSILON, np.cbrt(t), (LAB_KAPPA * t + 16) / 116).astype(t.dtype, copy=False)
-
-
-def _lab_f_inverse(f: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The inverse of CIE Lab's f: f^3 above 6/29, its linear segment below (float32, any shape).
-    `out` may be `f` itself."""
-    # The cube everywhere, then the linear segment only where it applies (dark colors, usually
-    # few pixels, found by one reduction): np.where over both branches costs eight times as much.
-    knee = _F32(6 / 29)
-    dark = np.flatnonzero(f <= knee) if f.size and f.min() <= knee else None
-    if dark is not None:
-        segment = np.ravel(f)[dark] * _F32(116 / LAB_KAPPA) - _F32(16 / LAB_KAPPA)
-    out = np.multiply(f * f, f, out=out)
-    if dark is not None:
-        np.put(out, dark, segment)
-    return out
-
-
-@functools.lru_cache(maxsize=2)
-def _gray_luts(levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fy, Y) of a gray pixel of each code 0 .. levels-1: fy = (L + 16) / 116 and Y = f^-1(fy),
-    computed exactly as `lab_to_srgb` computes them from L, so a gray photo's join needs no
-    per-pixel Lab math for L."""
-    fy = (_luts(levels)[1] + _F32(16)) / _F32(116)
-    return fy, _lab_f_inverse(fy)
-
-
-def lightness(rgb: np.ndarray, *, gray: bool = False) -> np.ndarray:
-    """CIE L in [0, 100] of sRGB pixels (H, W, 3) uint8 or uint16, as float32 (H, W).
-
-    The same L as `recolor.color.rgb_to_lab`, through lookup tables of the sRGB curve; with `gray`
-    (R = G = B) the whole L is one table lookup.
-    """
-    linear_lut, gray_lut = _luts(65536 if rgb.dtype == np.uint16 else 256)
-    if gray:
-        return np.take(gray_lut, rgb[..., 0])
-    return 116 * _lab_f(np.take(linear_lut, rgb) @ _Y_WEIGHTS) - _F32(16)
-
-
-def _shrink(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 or uint16, or (H, W, 3) uint8 -> `size` (w, h), same dtype, by Pillow's
-    antialiased bicubic resize."""
-    if pixels.dtype == np.uint16:
-        # Pillow has no 16-bit RGB mode, and it cannot reduce I;16: resample one channel in float.
-        channel = Image.fromarray(np.multiply(pixels, _F32(1 / 65535), dtype=np.float32))
-        small = np.asarray(channel.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
-        return np.clip(small * _F32(65535) + _F32(0.5), 0, 65535).astype(np.uint16)
-    image = Image.fromarray(np.ascontiguousarray(pixels))
-    return np.asarray(image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
-
-
-def network_lightness(photo: Photo, shape: tuple[int, int]) -> torch.Tensor:
-    """L in [0, 100] (h, w) of the photo (8 or 16 bit, gray or RGB) shrunk to `shape` (h, w) with
-    Pillow's antialiased resize."""
-    height, width = shape
-    if photo.is_grayscale:  # one channel: a fraction of the memory and time of RGB
-        small = _shrink(photo.rgb[..., 0], (width, height))
-        rgb = np.repeat(small[..., None], 3, axis=2)
-    elif photo.rgb.dtype == np.uint16:  # 16-bit RGB: channel by channel
-        rgb = np.stack([_shrink(photo.rgb[..., channel], (width, height)) for channel in range(3)], axis=-1)
-    else:
-        rgb = _shrink(photo.rgb, (width, height))
-    return torch.from_numpy(np.ascontiguousarray(lightness(rgb, gray=photo.is_grayscale)))
-
-
-def _bilinear_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices and weights that upsample `source` samples to `target` as F.interpolate(bilinear) does."""
-    position = np.maximum((np.arange(target, dtype=np.float64) + 0.5) * (source / target) - 0.5, 0)
-    low = np.minimum(np.floor(position).astype(np.int64), source - 1)
-    high = np.minimum(low + 1, source - 1)
-    return low, high, (position - low).astype(np.float32)
-
-
-def _upsample_band(small: np.ndarray, rows: tuple, cols: tuple) -> np.ndarray:
-    """Bilinear upsampling of `small` (C, h, w) to a band of rows given by their taps -> (C, rows, W)."""
-    row_low, row_high, row_frac = rows
-    col_low, col_high, col_frac = cols
-    # Columns first, on just the render-size rows this band reads (a band of 50 full-size rows
-    # reads about 11 at 1 MP), then rows by whole-row copies: per full-size pixel that is 3
-    # contiguous passes instead of 2 element-wise gathers, and 1.6 times as fast.
-    first, last = row_low[0], row_high[-1] + 1  # the taps never decrease
-    part = small[:, first:last]
-    wide = part[:, :, col_low]
-    wide += (part[:, :, col_high] - wide) * col_frac
-    top = wide[:, row_low - first]
-    band = wide[:, row_high - first]
-    band -= top
-    band *= row_frac[None, :, None]
-    band += top
-    return band
-
-
-def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window; windows are cut at the border (not zero-padded)."""
-    return F.avg_pool2d(x[None], 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[0]
-
-
-def guided_slope(guide: torch.Tensor, ab: torch.Tensor, *, radius: int = GUIDED_RADIUS,
-                 eps: float = GUIDED_EPS) -> torch.Tensor:
-    """The slope A of the guided filter's local model ab ~ A * guide + B, at render size (He et al. 2013).
-
-    `guide`: L/100 (h, w) in [0, 1]; `ab`: (2, h, w); returns A (2, h, w), box-averaged as in the
-    filter. `join` uses it anchored on the bilinear result: ab_full = up(ab) + up(A) * (L_full/100 -
-    up(guide)), so where L has no detail the result is exactly bilinear, and where L has an edge the
-    color follows it. (The plain fast guided filter, up(A) * L + up(B), also blurs ab by its box
-    means: on scikit-image's color samples it lost to bilinear; see benchmarks/upsample_quality.py.)
-    """
-    guide = guide[None]
-    mean_i = _box(guide, radius)
-    mean_p = _box(ab, radius)
-    cov = _box(guide * ab, radius) - mean_i * mean_p
-    var = _box(guide * guide, radius) - mean_i * mean_i
-    return _box(cov / (var + eps), radius)
-
-
-# Lab reaches the math below as fy = (L + 16) / 116, Y/Yn = f^-1(fy), da = a / 500 and db = -b / 200:
-# X/Xn = f^-1(fy + da) and Z/Zn = f^-1(fy + db). A gray photo's fy and Y come from tables by code,
-# and join scales ab into da and db at render size, before upsampling (which is linear).
-_TO_DA_DB = (1 / 500, -1 / 200)
-
-
-def _lab_to_linear(fy: np.ndarray, y: np.ndarray, da: np.ndarray, db: np.ndarray, *, scale: float = 1.0,
-                   xzy: np.ndarray | None = None) -> np.ndarray:
-    """Lab (fy, Y, da, db: all one shape) -> linear sRGB times `scale`, (3, *shape) float32, unclipped.
-
-    `xzy`: a C-contiguous (3, *shape) float32 buffer to work in, whose [2] already holds Y.
-    """
-    if xzy is None:
-        xzy = np.empty((3, *fy.shape), dtype=np.float32)
-        xzy[2] = y
-    np.add(fy, da, out=xzy[0])
-    np.add(fy, db, out=xzy[1])
-    _lab_f_inverse(xzy[:2], out=xzy[:2])
-    # Element-wise products and sums rather than a (3, 3) @ (3, N) matmul (3 times as fast): BLAS
-    # rounds differently by position and length, and a pixel must not depend on its band.
-    matrix = _linear_matrix(scale)
-    linear = np.empty_like(xzy)
-    term = np.empty_like(xzy[0])
-    for channel in range(3):
-        np.multiply(xzy[0], matrix[channel, 0], out=linear[channel])
-        for column in (1, 2):
-            linear[channel] += np.multiply(xzy[column], matrix[channel, column], out=term)
-    return linear
-
-
-def _outside(linear: np.ndarray, low: float, high: float) -> np.ndarray:
-    return ((linear < low) | (linear > high)).any(axis=0)
-
-
-def lab_to_srgb(lightness_values: np.ndarray, ab: np.ndarray, *, bit_depth: int = 8, steps: int = 7) -> np.ndarray:
-    """L (h, w) in [0, 100] and ab (2, h, w) -> sRGB (h, w, 3): uint8 (0-255) with `bit_depth` 8,
-    within one level of exact; uint16 (0-65535) with `bit_depth` 16, within 0.51 of a level.
-
-    Colors outside the sRGB gamut are desaturated at constant L and hue rather than clipped per
-    channel (which shifts both): a bisection over the chroma scale s in [0, 1] (s = 0, gray, is
-    always inside) for just the pixels that need it, usually few.
-    """
-    if bit_depth not in _GAMUT_TOLERANCE_LOW:
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    fy = (lightness_values + _F32(16)) / _F32(116)
-    return _lab_to_srgb(fy, _lab_f_inverse(fy), ab[0] * _F32(_TO_DA_DB[0]), ab[1] * _F32(_TO_DA_DB[1]),
-                        bit_depth=bit_depth, steps=steps)
-
-
-def _lab_to_srgb(fy: np.ndarray, y: np.ndarray, da: np.ndarray, db: np.ndarray, *, bit_depth: int,
-                 steps: int = 7, planar: bool = False, xzy: np.ndarray | None = None) -> np.ndarray:
-    """`lab_to_srgb` of Lab as fy, Y, da, db (see `_lab_to_linear`); `planar`: channels first,
-    (3, *shape)."""
-    # 8 bits: linear light times 65535 straight from the matrix, an index into the table once clipped.
-    scale = _ENCODE_STEPS - 1 if bit_depth == 8 else 1
-    low_limit = -_GAMUT_TOLERANCE_LOW[bit_depth] * scale
-    high_limit = (1 + _GAMUT_TOLERANCE_HIGH) * scale
-    linear = _lab_to_linear(fy, y, da, db, scale=scale, xzy=xzy)
-    # Two reductions tell whether any pixel is outside at all; only then is the mask built.
-    if linear.min() < low_limit or linear.max() > high_limit:
-        flat = linear.reshape(3, -1)
-        outside = np.flatnonzero(_outside(flat, low_limit, high_limit))
-        fy_out, y_out, da_out, db_out = (np.ravel(v)[outside] for v in (fy, y, da, db))
-        low, high = np.zeros_like(fy_out), np.ones_like(fy_out)
-        for _ in range(steps):
-            middle = (low + high) * _F32(0.5)
-            trial = _lab_to_linear(fy_out, y_out, da_out * middle, db_out * middle, scale=scale)
-            inside = ~_outside(trial, low_limit, high_limit)
-            low = np.where(inside, middle, low)
-            high = np.where(inside, high, middle)
-        flat[:, outside] = _lab_to_linear(fy_out, y_out, da_out * low, db_out * low, scale=scale)
-    np.clip(linear, 0, scale, out=linear)
-    if bit_depth == 16:
-        encoded = _encode16(linear)
-    else:
-        # intp indices: np.take converts any other index type in an extra pass (int32 took 3x as long).
-        encoded = np.take(_encode_lut(), linear.astype(np.intp))
-    return encoded if planar else np.moveaxis(encoded, 0, -1)
-
-
-def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsample: str = "bilinear",
-         saturation: float = 1.0, bit_depth: int | None = None) -> np.ndarray:
-    """The full-resolution result (H, W, 3): the photo's own L with ab upsampled from render size.
-
-    `ab_small`: (2, h, w) in natural units (about -110..110); `l_small`: (h, w) L in [0, 100], the
-    network's input (the guide of the guided filter). `saturation` multiplies the chroma (0: gray).
-    The result is uint16 (0-65535) when `bit_depth` is 16, uint8 when 8; None: the photo's own
-    depth. Works in bands of rows, so the float temporaries stay small whatever the photo's size.
-    """
-    if upsample not in UPSAMPLE_MODES:
-        raise UsageError(f"unknown upsampling {upsample!r}", f"use one of {', '.join(UPSAMPLE_MODES)}")
-    bit_depth = photo.bit_depth if bit_depth is None else bit_depth
-    height, width = photo.rgb.shape[:2]
-    small_h, small_w = ab_small.shape[-2:]
-    ab_small = ab_small.float().cpu() * saturation
-    to_da_db = torch.tensor(_TO_DA_DB).view(2, 1, 1)  # the slope scales with ab
-    if upsample == "guided":
-        guide = l_small.float().cpu()[None] / 100
-        slope = guided_slope(guide[0], ab_small)
-        small = torch.cat((ab_small * to_da_db, slope * to_da_db, guide), dim=0)  # upsampled together: (5, h, w)
-    else:
-        small = ab_small * to_da_db
-    small = np.ascontiguousarray(small.numpy())  # row gathers below want whole contiguous rows
-    cols = _bilinear_taps(small_w, width)
-    all_rows = _bilinear_taps(small_h, height)
-    band = max(1, BAND_PIXELS // width)
-    result = np.empty((height, width, 3), dtype=np.uint16 if bit_depth == 16 else np.uint8)
-    levels = 65536 if photo.rgb.dtype == np.uint16 else 256
-    for start in range(0, height, band):
-        stop = min(height, start + band)
-        rows = photo.rgb[start:stop]
-        xzy = np.empty((3, stop - start, width), dtype=np.float32)  # Y goes straight into [2]
-        if photo.is_grayscale:  # fy and Y by table, from the code of each pixel
-            codes = rows[..., 0].astype(np.intp)
-            fy_lut, y_lut = _gray_luts(levels)
-            fy = np.take(fy_lut, codes)
-            np.take(y_lut, codes, out=xzy[2])
-            band_l = np.take(_luts(levels)[1], codes) if upsample == "guided" else None
-        else:
-            band_l = lightness(rows)
-            fy = (band_l + _F32(16)) / _F32(116)
-            _lab_f_inverse(fy, out=xzy[2])
-        upsampled = _upsample_band(small, tuple(t[start:stop] for t in all_rows), cols)
-        if upsample == "guided":
-            band_d = upsampled[:2] + upsampled[2:4] * (band_l * _F32(0.01) - upsampled[4])[None]
-        else:
-            band_d = upsampled
-        encoded = _lab_to_srgb(fy, xzy[2], band_d[0], band_d[1], bit_depth=bit_depth, planar=True, xzy=xzy)
-        for channel in range(3):  # channel by channel: 3.5 times as fast as one interleaving copy
-            result[start:stop, :, channel] = encoded[channel]
-    return result
-
-
 def compare_image(before: np.ndarray, after: np.ndarray, *, max_side: int = 512, gap: int = 8) -> np.ndarray:
     """Before and after (uint8 or uint16) side by side, as uint8 (h, 2w + gap, 3), each scaled so its
     long side is <= `max_side`."""
@@ -560,7 +249,9 @@ class ApplyOptions:
     saturation: float = 1.0
     quality: int = 95
     batch_size: int = 8
-    io_threads: int = min(4, os.cpu_count() or 1)
+    # Decoding threads, and as many encoding threads; None: min(4, cores) when the join runs on the
+    # CPU (in the encoding threads), every core when it runs on the network's GPU.
+    io_threads: int | None = None
     pixel_budget: int = DEFAULT_PIXEL_BUDGET
     max_pixels: int = DEFAULT_MAX_PIXELS
     # torch's intra-op threads for a network on the CPU during a run; None: the cores the I/O
@@ -568,6 +259,12 @@ class ApplyOptions:
     # against the decoders and encoders (the network ran 2.6 times slower with 2 threads on a
     # loaded 2-core machine; see docs/performance.md).
     network_threads: int | None = None
+    # Where the shrink and the join run: "auto" on the network's device when that is a GPU (then
+    # everything after decoding runs there), else on the CPU; "cpu": the CPU join (OpenCV) always;
+    # "network": on the network's device through torch, also when that is the CPU (tests).
+    join_device: str = "auto"
+    # CPU cores this process may use (None: all); the defaults above are sized to them.
+    cores: int | None = None
 
 
 @dataclass
@@ -578,25 +275,28 @@ class Result:
     error: RecolorError | None = None
 
 
+JOIN_DEVICES = ("auto", "cpu", "network")
+
+
 @dataclass
 class _Prepared:
     job: Job
     photo: Photo
-    l_small: torch.Tensor  # (h, w) L in [0, 100] at render shape
+    shape: tuple[int, int]  # (h, w) render shape
+    l_small: torch.Tensor | None = None  # (h, w) L in [0, 100] at render shape (the CPU join)
+    pixels: torch.Tensor | None = None  # recolor.join.host_pixels (the join on the network's device)
     reserved: int = 0  # pixels counted against the budget for this photo
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.l_small.shape)  # type: ignore[return-value]
 
-
-def _prepare(job: Job, options: ApplyOptions) -> _Prepared | Result:
+def _prepare(job: Job, options: ApplyOptions, *, on_device: bool, pin: bool) -> _Prepared | Result:
     try:
         photo = read_image(job.source, max_pixels=options.max_pixels)
     except RecolorError as error:
         return Result(job, error)
     shape = render_shape(*photo.size, options.render_size)
-    return _Prepared(job, photo, network_lightness(photo, shape))
+    if on_device:  # the shrink runs on the device too: hand over the pixels, ready to copy
+        return _Prepared(job, photo, shape, pixels=host_pixels(photo, pin=pin))
+    return _Prepared(job, photo, shape, l_small=network_lightness(photo, shape))
 
 
 def output_bit_depth(photo: Photo, output: Path, format: str | None) -> int:
@@ -611,9 +311,18 @@ def output_bit_depth(photo: Photo, output: Path, format: str | None) -> int:
     return 16 if sixteen else 8
 
 
-def _finish(item: _Prepared, ab_small: torch.Tensor, options: ApplyOptions, format: str | None) -> Result:
-    rgb = join(item.photo, ab_small, item.l_small, upsample=options.upsample, saturation=options.saturation,
-               bit_depth=output_bit_depth(item.photo, item.job.output, format))
+def _join_on_cpu(item: _Prepared, ab_small: torch.Tensor, options: ApplyOptions,
+                 format: str | None) -> Callable[[], np.ndarray]:
+    return functools.partial(join, item.photo, ab_small, item.l_small, upsample=options.upsample,
+                             saturation=options.saturation,
+                             bit_depth=output_bit_depth(item.photo, item.job.output, format))
+
+
+def _finish(item: _Prepared, make_rgb: Callable[[], np.ndarray], options: ApplyOptions,
+            format: str | None) -> Result:
+    """Runs in an encoding thread: the result's pixels (`make_rgb`: the CPU join, or waiting for the
+    device's), then the output file and its before/after image."""
+    rgb = make_rgb()
     try:
         item.job.output.parent.mkdir(parents=True, exist_ok=True)
         write_image(item.job.output, rgb, like=item.photo, format=format, quality=options.quality)
@@ -681,23 +390,27 @@ class Colorizer:
     `precision`: see PRECISIONS. On the CPU the network runs from a copy of the generator made for
     inference: BatchNorms folded into the convolutions, channels_last, in bf16 when that is the
     precision (whole-model bf16 rather than autocast, which runs the U-Net's upsampling in fp32 and
-    then concatenates mixed types: 14% slower here).
+    then concatenates mixed types: 14% slower here). With `keep_generator` False that copy is made
+    in place, from `generator` itself (the CLI, which has no other use for it: less start-up time
+    and memory).
     """
 
-    def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto") -> None:
+    def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto",
+                 keep_generator: bool = True) -> None:
         self.generator = generator.eval()
         self.device = device
         self.precision = resolve_precision(precision, device)
         self._network = self.generator
         if device.type == "cpu":
-            self._network = copy.deepcopy(self.generator)
+            self._network = copy.deepcopy(self.generator) if keep_generator else self.generator
             _fold_batch_norms(self._network)
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
             self._network.to(dtype=dtype, memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def ab(self, lightness_batch: torch.Tensor) -> torch.Tensor:
-        """L (B, h, w) in [0, 100] -> ab (B, 2, h, w) in natural units, float32 on the CPU."""
+    def ab(self, lightness_batch: torch.Tensor, *, on_device: bool = False) -> torch.Tensor:
+        """L (B, h, w) in [0, 100] -> ab (B, 2, h, w) in natural units, float32 on the CPU (with
+        `on_device`: left on the network's device, for a join there)."""
         l_norm = lightness_batch[:, None] / 50 - 1
         if self.device.type == "cpu":
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
@@ -707,7 +420,9 @@ class Colorizer:
             dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
             with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 ab_norm = self._network(l_norm.to(self.device))
-        # contiguous: a channels_last result would reach join's numpy code with strided rows.
+            if on_device:
+                return ab_norm.float() * AB_SCALE
+        # contiguous: a channels_last result would reach the join's OpenCV code with strided rows.
         return (ab_norm.float().cpu() * AB_SCALE).contiguous()
 
 
@@ -725,6 +440,24 @@ def _torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@torch.inference_mode()
+def _on_device(batch: list[_Prepared], colorizer: Colorizer, options: ApplyOptions,
+               format: str | None) -> list[Callable[[], np.ndarray]]:
+    """Shrink, network and join of `batch` on the network's device; each result's copy back to the
+    CPU is started, and waited for by the function returned for it (in an encoding thread)."""
+    device = colorizer.device
+    levels = [65536 if item.photo.rgb.dtype == np.uint16 else 256 for item in batch]
+    pixels = [item.pixels.to(device, non_blocking=True) for item in batch]  # type: ignore[union-attr]
+    for item in batch:
+        item.pixels = None  # torch keeps the pinned buffer until its copy is done
+    smalls = [network_lightness_tensor(p, item.shape, levels=level) for p, item, level in zip(pixels, batch, levels)]
+    ab = colorizer.ab(torch.stack(smalls), on_device=True)
+    return [download(join_tensor(p, item_ab, small, levels=level, upsample=options.upsample,
+                                 saturation=options.saturation,
+                                 bit_depth=output_bit_depth(item.photo, item.job.output, format)))
+            for p, item_ab, small, item, level in zip(pixels, ab, smalls, batch, levels)]
+
+
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyOptions = ApplyOptions(),
                    output_format: str | None = None,
                    on_result: Callable[[Result], None] = lambda result: None) -> list[Result]:
@@ -734,7 +467,15 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
     `options.pixel_budget` from before it is decoded (its header gives the size) until its output
     is written; one photo is always let in, however large. A file that cannot be read or written
     becomes a failed `Result`; the others go on. `output_format` None: from each output's suffix.
+    With the join on the network's GPU (`options.join_device`) only decoding and encoding run on
+    the CPU, in threads sized to its cores, from page-locked buffers.
     """
+    if options.join_device not in JOIN_DEVICES:
+        raise UsageError(f"unknown join device {options.join_device!r}", f"use one of {', '.join(JOIN_DEVICES)}")
+    on_device = options.join_device == "network" or (options.join_device == "auto" and colorizer.device.type != "cpu")
+    pin = on_device and colorizer.device.type == "cuda"
+    cores = options.cores or os.cpu_count() or 1
+    io_threads = options.io_threads or (cores if on_device else min(4, cores))
     results: list[Result] = []
     pending = deque(jobs)
     reading: dict[Future, int] = {}  # future -> pixels reserved for it
@@ -748,7 +489,7 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
 
     def admit() -> None:
         nonlocal held
-        while pending and len(reading) < options.io_threads + options.batch_size and (
+        while pending and len(reading) < io_threads + options.batch_size and (
                 held < options.pixel_budget or not (ready or reading or writing)):
             job = pending.popleft()
             try:
@@ -759,7 +500,7 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
             # A photo over max_pixels is refused by read_image before decoding: reserve nothing.
             pixels = width * height if width * height <= options.max_pixels else 0
             held += pixels
-            reading[readers.submit(_prepare, job, options)] = pixels
+            reading[readers.submit(_prepare, job, options, on_device=on_device, pin=pin)] = pixels
 
     def collect(finished: Iterable[Future]) -> None:
         nonlocal held
@@ -779,10 +520,11 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
 
     threads = options.network_threads
     if threads is None and colorizer.device.type == "cpu":
-        threads = max(1, (os.cpu_count() or 1) - options.io_threads)
-    with ThreadPoolExecutor(options.io_threads, thread_name_prefix="recolor-read") as readers, \
-            ThreadPoolExecutor(options.io_threads, thread_name_prefix="recolor-write") as writers, \
-            _torch_threads(threads):
+        threads = max(1, cores - io_threads)
+    # One OpenCV thread per join: the joins already run side by side, one per encoding thread.
+    with ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-read") as readers, \
+            ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-write") as writers, \
+            _torch_threads(threads), opencv_threads(1):
         try:
             while pending or reading or ready or writing:
                 admit()
@@ -790,11 +532,15 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
                 starved = not pending or held >= options.pixel_budget
                 if ready and (len(ready) >= options.batch_size or (starved and not reading)):
                     batch = _take_batch(ready, options.batch_size)
-                    ab = colorizer.ab(torch.stack([item.l_small for item in batch]))
-                    for item, item_ab in zip(batch, ab):
-                        writing[writers.submit(_finish, item, item_ab, options, output_format)] = item.reserved
+                    if on_device:
+                        makers = _on_device(batch, colorizer, options, output_format)
+                    else:
+                        ab = colorizer.ab(torch.stack([item.l_small for item in batch]))  # type: ignore[misc]
+                        makers = [_join_on_cpu(item, item_ab, options, output_format) for item, item_ab in zip(batch, ab)]
+                    for item, make_rgb in zip(batch, makers):
+                        writing[writers.submit(_finish, item, make_rgb, options, output_format)] = item.reserved
                     # Encoding runs behind the network; wait when it falls far behind.
-                    while len(writing) > 2 * options.io_threads:
+                    while len(writing) > 2 * io_threads:
                         collect(wait(writing, return_when=FIRST_COMPLETED).done)
                 elif reading or writing:
                     collect(wait([*reading, *writing], return_when=FIRST_COMPLETED).done)
@@ -837,8 +583,9 @@ class Summary:
 
 
 def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
-        on_result: Callable[[Result], None] = lambda result: None) -> Summary:
-    """Carry out `plan`: colorize its jobs and, with compare images, write the contact sheet."""
+        on_result: Callable[[Result], None] = lambda result: None, sheet: Plan | None = None) -> Summary:
+    """Carry out `plan`: colorize its jobs and, with compare images, write the contact sheet of
+    `sheet` (default: `plan`; a shard passes the whole run's, so the sheet shows every part done)."""
     from recolor.report import write_index
 
     start = time.perf_counter()
@@ -846,6 +593,7 @@ def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str 
                              on_result=on_result)
     seconds = time.perf_counter() - start
     failed = [r for r in results if r.error is not None]
-    if any(job.compare is not None for job in plan.jobs + plan.skipped):
-        write_index(plan, results)
+    sheet = sheet or plan
+    if any(job.compare is not None for job in sheet.jobs + sheet.skipped):
+        write_index(sheet, results)
     return Summary(done=len(results) - len(failed), skipped=len(plan.skipped), failed=failed, seconds=seconds)

@@ -32,10 +32,11 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.completed / elapsed:.2f} img/s", style="progress.data.speed")
 
 
-def apply_progress(console: Console) -> Progress:
-    """The progress bar of `recolor apply`: count, images/s and time left."""
+def apply_progress(console: Console, *, disable: bool = False) -> Progress:
+    """The progress bar of `recolor apply`: count, images/s and time left (`disable`: none shown)."""
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    _RateColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False)
+                    _RateColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+                    disable=disable)
 
 
 def print_plan(plan: Plan, console: Console, *, dry_run: bool) -> None:
