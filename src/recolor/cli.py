@@ -478,17 +478,28 @@ def apply(
 def models_list() -> None:
     """The built-in models: where this install has their weights, and their Hub repos."""
     from rich.table import Table
+    from rich.text import Text
 
     from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, model_status
 
-    table = Table("name", "weights here", "hub repo", "revision", "sha256", "description")
-    for name, entry in BUILTIN_MODELS.items():
+    # One block per model rather than a table of six columns: at 80 columns those wrapped the
+    # description one word per line and cut the repo ids. Long lines fold, never end in "…".
+    where = {"package": "in package", "cache": "pulled (HF cache)", "missing": "not installed"}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for index, (name, entry) in enumerate(BUILTIN_MODELS.items()):
         status = model_status(entry)
-        where = {"package": "in package", "cache": "pulled (HF cache)", "missing": "[yellow]not installed[/]"}
-        table.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), where[status.location],
-                      entry.repo_id + ("" if entry.revision else " (to be published)"),
-                      (entry.revision or "-")[:12], (entry.sha256 or "-")[:12], entry.description)
-    console.print(table)
+        details = Text(entry.description)
+        details.append("\nweights: ")
+        details.append(where[status.location], style="yellow" if status.location == "missing" else "")
+        if entry.sha256:
+            details.append(f", sha256 {entry.sha256[:12]}")
+        details.append(f"\nhub: {entry.repo_id} " + (f"@ {entry.revision[:12]}" if entry.revision else "(to be published)"))
+        if index:
+            grid.add_row()
+        grid.add_row(Text(name + (" (default)" if name == DEFAULT_MODEL else ""), style="bold"), details)
+    console.print(grid)
 
 
 @models_app.command("pull")
