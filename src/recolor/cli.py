@@ -408,13 +408,15 @@ class ApplyPrecision(str, Enum):
 @friendly_errors
 def apply(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", help="Image files, folders (mirrored under --out) or globs.", show_default=False)],
+        metavar="INPUT...", help="Image files, folders or globs. One folder: its contents go straight into --out; "
+                                 "several inputs: each under its own name.", show_default=False)],
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help=f"A built-in name (see `recolor models list`; default: {DEFAULT_MODEL}), a run or weights folder, "
                               "or a Hugging Face Hub id org/name or org/name@revision.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Output folder (default: ./colorized, or FOLDER-colorized beside an input folder "
-                            "that holds the current directory).", show_default=False)] = None,
+        "--out", "-o", help="Output folder (default for one folder INPUT: FOLDER-colorized beside it; else "
+                            "./colorized, or FOLDER-colorized beside an input folder that holds the current "
+                            "directory).", show_default=False)] = None,
     recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
     render_size: Annotated[int, typer.Option(
         min=32, help="Long side in px at which the network runs (a multiple of 32); ab is upsampled to full size.")] = 256,

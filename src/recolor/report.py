@@ -39,18 +39,23 @@ def apply_progress(console: Console) -> Progress:
 
 
 def print_plan(plan: Plan, console: Console, *, dry_run: bool) -> None:
-    """The skipped count and notes; with `dry_run`, every input -> output pair too."""
+    """The skipped count and notes; with `dry_run`, the output folder and every input -> output pair
+    (relative to it, so the layout shows) too."""
+    # Messages, not layout: the terminal wraps them (rich would break a path at its own width).
     for note in plan.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if plan.skipped:
         console.print(f"skipping {len(plan.skipped)} image(s) whose output already exists in {plan.out} "
                       "(--overwrite redoes them)", highlight=False, markup=False, soft_wrap=True)
     if dry_run:
+        console.print(f"output folder: {plan.out}", highlight=False, markup=False, soft_wrap=True)
         for job in plan.jobs:
-            console.print(f"would colorize {job.source} -> {job.output}", highlight=False, markup=False,
-                          soft_wrap=True)
+            line = f"would colorize {job.source} -> {job.output.relative_to(plan.out).as_posix()}"
+            if job.compare is not None:
+                line += f" (before/after: {job.compare.relative_to(plan.out).as_posix()})"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         console.print(f"dry run: {len(plan.jobs)} to colorize, {len(plan.skipped)} skipped, nothing written",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 def print_summary(summary: Summary, console: Console, error_console: Console) -> None:
