@@ -250,6 +250,46 @@ def test_dry_run_shows_the_layout_and_writes_nothing(tmp_path, model):
     assert not (tmp_path / "in-colorized").exists()
 
 
+def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(tmp_path, model, monkeypatch):
+    from recolor import colorize
+
+    for index in range(6):
+        save_gray(tmp_path / "in" / f"p{index}.png", seed=index)
+    common = [str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
+              "--batch-size", "2"]
+    real_ab, real_finish = colorize.Colorizer.ab, colorize._finish
+    batches = []
+
+    def ctrl_c_at_the_second_batch(self, lightness):
+        batches.append(len(lightness))
+        if len(batches) == 2:
+            raise KeyboardInterrupt  # where SIGINT's handler raises it: in the main thread
+        return real_ab(self, lightness)
+
+    def slow_finish(*args, **kwargs):  # the first batch is still being written when Ctrl-C comes
+        time.sleep(0.3)
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(colorize.Colorizer, "ab", ctrl_c_at_the_second_batch)
+    monkeypatch.setattr(colorize, "_finish", slow_finish)
+    result = apply(*common)
+    assert result.exit_code == 130, result.output
+    # The writes under way finished and count: two whole files (the first batch), no temporary ones.
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(written) == 2 and all(path.name in {f"p{i}.png" for i in range(6)} for path in written)
+    for path in written:
+        with Image.open(path) as image:
+            assert image.size == (48, 32)
+    line = result.stderr.strip().splitlines()[-1]
+    assert line == (f"interrupted: 2 of 6 image(s) colorized into {tmp_path / 'out'}, 4 left → the same command "
+                    "resumes: the outputs written are skipped")
+
+    monkeypatch.setattr(colorize.Colorizer, "ab", real_ab)
+    again = apply(*common)
+    assert again.exit_code == 0, again.output
+    assert "skipping 2 image(s)" in again.stderr and "done 4, skipped 2, failed 0" in again.stdout
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["missing-folder"], "does not exist"),
     (["{in}", "--model", "no_such_model!"], "unknown model"),

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from recolor import __version__
-from recolor.errors import RecolorError
+from recolor.errors import Interrupted, RecolorError
 from recolor.models import DEFAULT_MODEL  # the registry imports no torch
 
 app = typer.Typer(
@@ -37,19 +37,24 @@ F = TypeVar("F", bound=Callable)
 
 
 def friendly_errors(command: F) -> F:
-    """Print a RecolorError as one line (cause, then fix) and exit with its code; bugs keep their traceback."""
+    """Print a RecolorError, or the Interrupted of a Ctrl-C, as one line (cause, then fix) and exit with
+    its code; bugs keep their traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except RecolorError as error:
+        except (RecolorError, Interrupted) as error:
+            label = "[bold yellow]interrupted:[/]" if isinstance(error, Interrupted) else "[bold red]error:[/]"
             # Causes and fixes are plain text: paths and `pip install "recolor-cli[coco]"` hold brackets.
-            message = f"[bold red]error:[/] {escape(error.cause)}"
+            message = f"{label} {escape(error.cause)}"
             if error.fix:
                 message += f" [dim]→[/] {escape(error.fix)}"
             error_console.print(message, highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:  # before a command's work began, or a second Ctrl-C that stops at once
+            error_console.print("[bold yellow]interrupted[/]", highlight=False)
+            raise typer.Exit(Interrupted.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -441,7 +446,8 @@ def apply(
 ) -> None:
     """Colorize photos at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
 
-    Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error.
+    Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error;
+    130: Ctrl-C (the outputs written are whole; the same command resumes).
     """
     from recolor import colorize, report
     from recolor.devices import resolve_device
@@ -468,9 +474,10 @@ def apply(
         task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision})", total=len(plan.jobs))
         summary = colorize.run(plan, colorizer, options=options,
                                format=format.value, on_result=lambda result: progress.advance(task))
+    index = report.write_index(plan, summary.failed) if compare else None
     report.print_summary(summary, console, error_console)
-    if compare:
-        console.print(f"contact sheet: {plan.out / 'index.html'}", highlight=False, markup=False)
+    if index is not None:
+        console.print(f"contact sheet: {index}", highlight=False, markup=False)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from recolor.color import AB_SCALE, D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
-from recolor.errors import ImageWriteError, RecolorError, UsageError
+from recolor.errors import ImageWriteError, Interrupted, RecolorError, UsageError
 from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
 
 # The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
@@ -837,9 +837,13 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
                         collect(wait(writing, return_when=FIRST_COMPLETED).done)
                 elif reading or writing:
                     collect(wait([*reading, *writing], return_when=FIRST_COMPLETED).done)
-        except BaseException:
+        except BaseException as error:
             for future in (*reading, *writing):
                 future.cancel()
+            if isinstance(error, KeyboardInterrupt):
+                # Writes already under way finish (files are written whole or not at all): they count.
+                writers.shutdown(wait=True)
+                collect([future for future in writing if not future.cancelled()])
             raise
     return results
 
@@ -877,14 +881,26 @@ class Summary:
 
 def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
         on_result: Callable[[Result], None] = lambda result: None) -> Summary:
-    """Carry out `plan`: colorize its jobs and, with compare images, write the contact sheet."""
-    from recolor.report import write_index
+    """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.report.write_index).
 
+    Ctrl-C raises Interrupted, saying how many outputs were written and how many are left.
+    """
     start = time.perf_counter()
-    results = colorize_files(plan.jobs, colorizer, options=options, output_format=output_format_for(format),
-                             on_result=on_result)
+    results: list[Result] = []
+
+    def record(result: Result) -> None:
+        results.append(result)
+        on_result(result)
+
+    try:
+        colorize_files(plan.jobs, colorizer, options=options, output_format=output_format_for(format),
+                       on_result=record)
+    except KeyboardInterrupt as interrupt:
+        done = sum(result.error is None for result in results)
+        failed = len(results) - done
+        raise Interrupted(f"{done} of {len(plan.jobs)} image(s) colorized into {plan.out}"
+                          + (f" ({failed} failed)" if failed else "") + f", {len(plan.jobs) - done} left",
+                          "the same command resumes: the outputs written are skipped") from interrupt
     seconds = time.perf_counter() - start
     failed = [r for r in results if r.error is not None]
-    if any(job.compare is not None for job in plan.jobs + plan.skipped):
-        write_index(plan, results)
     return Summary(done=len(results) - len(failed), skipped=len(plan.skipped), failed=failed, seconds=seconds)
