@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     target = WEIGHTS_ROOT / args.name
-    card_info = json.loads(args.card_info.read_text()) if args.card_info else {}
+    card_info = json.loads(args.card_info.read_text(encoding="utf-8")) if args.card_info else {}
     entry = BUILTIN_MODELS[args.name]
     card_info = {"name": args.name, "model_spec": args.name, "repo_id": entry.repo_id, **card_info}
 
@@ -48,10 +48,10 @@ def main() -> None:
     if (args.run / "metrics.jsonl").is_file():
         shutil.copyfile(args.run / "metrics.jsonl", target / "metrics.jsonl")
 
-    report = json.loads(args.eval.read_text()) if args.eval else None
+    report = json.loads(args.eval.read_text(encoding="utf-8")) if args.eval else None
     card = write_model_card(target, eval_report=report)
-    (target / "README.md").write_text(card)
-    (ROOT / "docs" / "models" / f"{args.name}.md").write_text(card)
+    (target / "README.md").write_text(card, encoding="utf-8")
+    (ROOT / "docs" / "models" / f"{args.name}.md").write_text(card, encoding="utf-8")
 
     digest = hashlib.sha256((target / WEIGHTS_NAME).read_bytes()).hexdigest()
     size_mb = (target / WEIGHTS_NAME).stat().st_size / 1e6

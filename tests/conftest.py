@@ -11,6 +11,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+# The terminal the suite runs in must not show through. rich reads these when a Console is made, and
+# recolor.cli makes its consoles at import: a COLUMNS there would fix their width for the whole
+# session (a CliRunner's env={"COLUMNS": ...} could no longer set it), FORCE_COLOR would put escape
+# codes into the output the tests read.
+for _name in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory, monkeypatch):
@@ -18,6 +25,14 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+
+
+@pytest.fixture(autouse=True)
+def _terminal_80_columns(monkeypatch):
+    """Every test sees an 80-column terminal, whatever the one running the suite (`pytest -s` in a
+    narrow window): without COLUMNS rich asks the real terminal. A test passes its own COLUMNS to
+    the CliRunner to try another width."""
+    monkeypatch.setenv("COLUMNS", "80")
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_folder_is_colorized_at_full_size_and_inputs_stay_untouched(tmp_path, mo
                    "--render-size", "64")
     assert result.exit_code == 0, result.output
     assert "done 2, skipped 0, failed 0" in result.stdout
-    for source, output in [("a.jpg", "album/a.jpg"), ("sub/b.png", "album/sub/b.png")]:
+    for source, output in [("a.jpg", "a.jpg"), ("sub/b.png", "sub/b.png")]:
         with Image.open(tmp_path / "album" / source) as src, Image.open(tmp_path / "out" / output) as out:
             assert out.size == src.size and out.mode == "RGB"
             colors = np.asarray(out).astype(int)
@@ -54,7 +54,7 @@ def test_second_run_skips_and_overwrite_redoes(tmp_path, model):
     save_gray(tmp_path / "in" / "b.png", seed=1)
     common = [str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32"]
     assert apply(*common).exit_code == 0
-    output = tmp_path / "out" / "in" / "a.png"
+    output = tmp_path / "out" / "a.png"
     output.write_bytes(b"marker")  # would be replaced by a redo
     again = apply(*common)
     assert again.exit_code == 0
@@ -80,8 +80,8 @@ def test_failed_files_are_named_the_rest_written_exit_1(tmp_path, model):
                         ("bomb.png", "pixels"), ("[odd] name.jpg", "not an image")]:
         line = next(line for line in result.stderr.splitlines() if name in line)
         assert line.startswith("failed:") and words in line
-    assert (tmp_path / "out" / "in" / "good.jpg").exists()
-    assert sorted(p.name for p in (tmp_path / "out" / "in").iterdir()) == ["good.jpg"]
+    assert (tmp_path / "out" / "good.jpg").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.jpg"]
 
 
 def test_metadata_orientation_alpha_icc_dpi_and_16_bit_survive(tmp_path, model):
@@ -98,7 +98,7 @@ def test_metadata_orientation_alpha_icc_dpi_and_16_bit_survive(tmp_path, model):
     Image.fromarray((gray_image(30, 20).astype(np.uint16) * 257)).save(folder / "deep.png")
     result = apply(str(folder), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32")
     assert result.exit_code == 0, result.output
-    out = tmp_path / "out" / "in"
+    out = tmp_path / "out"
     with Image.open(out / "rotated.jpg") as image:
         assert image.size == (24, 40)
         assert image.getexif()[ExifTags.Base.Make] == "TestCam"
@@ -157,7 +157,7 @@ def test_16_bit_png_gray_and_rgb_come_out_as_16_bit_png_with_the_inputs_lightnes
     result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32")
     assert result.exit_code == 0, result.output
     for name, source in [("gray.png", gray), ("color.png", color)]:
-        output = tmp_path / "out" / "in" / name
+        output = tmp_path / "out" / name
         assert output.read_bytes()[24] == 16  # IHDR bit depth
         pixels = read_png16(output)
         assert pixels.shape == (32, 48, 3)
@@ -193,13 +193,13 @@ def test_16_bit_png_as_jpg_is_an_8_bit_jpeg_and_compare_images_are_8_bit(tmp_pat
     result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
                    "--format", "jpg", "--compare")
     assert result.exit_code == 0, result.output
-    with Image.open(tmp_path / "out" / "in" / "color.jpg") as image:
+    with Image.open(tmp_path / "out" / "color.jpg") as image:
         assert image.format == "JPEG" and image.mode == "RGB" and image.bits == 8
         pixels = np.asarray(image)
     assert pixels.shape == (32, 48, 3)
     # 8-bit rounding, then JPEG at quality 95 (4:4:4): L within a few units.
     assert np.abs(lab(pixels)[..., 0] - lab(source)[..., 0]).mean() < 1.5
-    with Image.open(tmp_path / "out" / "compare" / "in" / "color.jpg.jpg") as sheet:
+    with Image.open(tmp_path / "out" / "compare" / "color.jpg") as sheet:
         assert sheet.format == "JPEG" and sheet.mode == "RGB" and sheet.bits == 8
         assert sheet.size == (48 + 8 + 48, 32)
 
@@ -212,7 +212,7 @@ def test_format_suffix_gif_note_and_saturation_zero(tmp_path, model):
     assert result.exit_code == 0, result.output
     assert result.stderr.count("written as PNG") == 1
     for name in ("a_c.jpg", "anim_c.png"):
-        pixels = np.asarray(Image.open(tmp_path / "out" / "in" / name).convert("RGB")).astype(int)
+        pixels = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB")).astype(int)
         assert np.abs(pixels[..., 0] - pixels[..., 2]).max() <= 2  # saturation 0: gray
     webp = apply(str(tmp_path / "in" / "a.jpg"), "--model", str(model), "--out", str(tmp_path / "w"),
                  "--render-size", "32", "--format", "webp")
@@ -225,7 +225,7 @@ def test_compare_writes_before_after_images_and_a_relative_contact_sheet(tmp_pat
     result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
                    "--compare")
     assert result.exit_code == 0, result.output
-    index = (tmp_path / "out" / "index.html").read_text()
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     links = re.findall(r'(?:src|href)="([^"]+)"', index)
     assert len(links) == 4
     from urllib.parse import unquote
@@ -233,16 +233,61 @@ def test_compare_writes_before_after_images_and_a_relative_contact_sheet(tmp_pat
     for link in links:
         assert not link.startswith(("/", "file:", "http"))
         assert (tmp_path / "out" / unquote(link)).is_file()
-    with Image.open(tmp_path / "out" / "compare" / "in" / "a b.jpg.jpg") as sheet:
+    assert sorted(unquote(link) for link in links) == ["a b.jpg", "compare/a b.jpg", "compare/sub/c.jpg", "sub/c.png"]
+    with Image.open(tmp_path / "out" / "compare" / "a b.jpg") as sheet:
         assert sheet.width > 2 * 48  # before and after side by side
 
 
-def test_dry_run_lists_and_writes_nothing(tmp_path, model):
+def test_dry_run_shows_the_layout_and_writes_nothing(tmp_path, model):
     save_gray(tmp_path / "in" / "a.jpg")
-    result = apply(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--dry-run")
-    assert result.exit_code == 0
-    assert "would colorize" in result.stderr and "a.jpg" in result.stderr
-    assert not (tmp_path / "out").exists()
+    save_gray(tmp_path / "in" / "sub" / "b.png")
+    result = apply(str(tmp_path / "in"), "--dry-run", "--compare")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert f"output folder: {tmp_path / 'in-colorized'}" in lines
+    assert f"would colorize {tmp_path / 'in' / 'a.jpg'} -> a.jpg (before/after: compare/a.jpg)" in lines
+    assert f"would colorize {tmp_path / 'in' / 'sub' / 'b.png'} -> sub/b.png (before/after: compare/sub/b.jpg)" in lines
+    assert not (tmp_path / "in-colorized").exists()
+
+
+def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(tmp_path, model, monkeypatch):
+    from recolor import colorize
+
+    for index in range(6):
+        save_gray(tmp_path / "in" / f"p{index}.png", seed=index)
+    common = [str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
+              "--batch-size", "2"]
+    real_ab, real_finish = colorize.Colorizer.ab, colorize._finish
+    batches = []
+
+    def ctrl_c_at_the_second_batch(self, lightness):
+        batches.append(len(lightness))
+        if len(batches) == 2:
+            raise KeyboardInterrupt  # where SIGINT's handler raises it: in the main thread
+        return real_ab(self, lightness)
+
+    def slow_finish(*args, **kwargs):  # the first batch is still being written when Ctrl-C comes
+        time.sleep(0.3)
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(colorize.Colorizer, "ab", ctrl_c_at_the_second_batch)
+    monkeypatch.setattr(colorize, "_finish", slow_finish)
+    result = apply(*common)
+    assert result.exit_code == 130, result.output
+    # The writes under way finished and count: two whole files (the first batch), no temporary ones.
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(written) == 2 and all(path.name in {f"p{i}.png" for i in range(6)} for path in written)
+    for path in written:
+        with Image.open(path) as image:
+            assert image.size == (48, 32)
+    line = result.stderr.strip().splitlines()[-1]
+    assert line == (f"interrupted: 2 of 6 image(s) colorized into {tmp_path / 'out'}, 4 left → the same command "
+                    "resumes: the outputs written are skipped")
+
+    monkeypatch.setattr(colorize.Colorizer, "ab", real_ab)
+    again = apply(*common)
+    assert again.exit_code == 0, again.output
+    assert "skipping 2 image(s)" in again.stderr and "done 4, skipped 2, failed 0" in again.stdout
 
 
 @pytest.mark.parametrize(("args", "words"), [

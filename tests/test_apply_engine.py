@@ -286,11 +286,74 @@ def test_an_output_never_replaces_an_input(tmp_path):
     assert len(plan_jobs([str(tmp_path / "a.jpg")], out=tmp_path, suffix="_c").jobs) == 1
 
 
-def test_default_out_is_never_inside_an_input_folder(tmp_path):
-    album = tmp_path / "album"
+def test_default_out_is_beside_one_folder_and_never_inside_an_input_folder(tmp_path):
+    album, other = tmp_path / "album", tmp_path / "other"
     album.mkdir()
-    assert default_out([album], cwd=tmp_path) == tmp_path / "colorized"
-    assert default_out([album], cwd=album) == tmp_path / "album-colorized"
+    other.mkdir()
+    save_gray(tmp_path / "a.jpg")
+    for cwd in (tmp_path, album):
+        assert default_out([album], cwd=cwd) == tmp_path / "album-colorized"
+    assert default_out([album, other], cwd=tmp_path) == tmp_path / "colorized"
+    assert default_out([album, other], cwd=album / "deeper") == tmp_path / "album-colorized"
+    assert default_out([tmp_path / "a.jpg"], cwd=album) == album / "colorized"  # no folder input to stay out of
+
+
+def relative_outputs(plan) -> list[str]:
+    return [job.output.relative_to(plan.out).as_posix() for job in plan.jobs]
+
+
+def test_one_folder_goes_straight_into_out_with_its_sub_folders(tmp_path):
+    save_gray(tmp_path / "album" / "a.jpg")
+    save_gray(tmp_path / "album" / "sub" / "b.png")
+    plan = plan_jobs([str(tmp_path / "album")])
+    assert plan.out == tmp_path / "album-colorized"
+    assert relative_outputs(plan) == ["a.jpg", "sub/b.png"]
+    given = plan_jobs([str(tmp_path / "album")], out=tmp_path / "out")
+    assert relative_outputs(given) == ["a.jpg", "sub/b.png"] and given.out == tmp_path / "out"
+
+
+def test_two_folders_in_turn_never_meet_in_one_default_folder(tmp_path):
+    save_gray(tmp_path / "first" / "x.jpg")
+    save_gray(tmp_path / "second" / "x.jpg", seed=1)
+    first = plan_jobs([str(tmp_path / "first")])
+    first.jobs[0].output.parent.mkdir(parents=True)
+    first.jobs[0].output.write_bytes(b"the first folder's x.jpg")
+    second = plan_jobs([str(tmp_path / "second")])
+    assert second.out == tmp_path / "second-colorized" and not second.skipped
+    assert [job.output for job in second.jobs] == [tmp_path / "second-colorized" / "x.jpg"]
+
+
+def test_several_inputs_each_go_under_their_own_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_gray(tmp_path / "album" / "a.jpg")
+    save_gray(tmp_path / "trip" / "sub" / "b.jpg")
+    save_gray(tmp_path / "loose.png")
+    plan = plan_jobs(["album", "trip", "loose.png"])
+    assert plan.out == tmp_path / "colorized"
+    assert relative_outputs(plan) == ["album/a.jpg", "trip/sub/b.jpg", "loose.png"]
+
+
+def test_compare_images_have_one_clean_name_each(tmp_path):
+    save_gray(tmp_path / "in" / "a.jpg")
+    save_gray(tmp_path / "in" / "a.png")
+    save_gray(tmp_path / "in" / "sub" / "c.tif")
+    save_gray(tmp_path / "in" / "compare" / "d.jpg")  # an input folder named like the compare folder
+    plan = plan_jobs([str(tmp_path / "in")], out=tmp_path / "out", compare=True)
+    pairs = {job.output.relative_to(plan.out).as_posix(): job.compare.relative_to(plan.out).as_posix()
+             for job in plan.jobs}
+    assert pairs == {"a.jpg": "compare-2/a.jpg", "a.png": "compare-2/a-2.jpg", "sub/c.tif": "compare-2/sub/c.jpg",
+                     "compare/d.jpg": "compare-2/compare/d.jpg"}
+    plain = plan_jobs([str(tmp_path / "in" / "sub")], out=tmp_path / "o2", compare=True)
+    assert [job.compare for job in plain.jobs] == [tmp_path / "o2" / "compare" / "c.jpg"]
+
+
+def test_outputs_never_land_where_the_next_run_would_read_them(tmp_path):
+    save_gray(tmp_path / "album" / "a.jpg")
+    with pytest.raises(UsageError, match="would land in the input folder"):
+        plan_jobs([str(tmp_path / "album")], out=tmp_path / "album", suffix="_c")
+    # Beside the folder, or in a folder inside it (skipped when it is read), is fine.
+    assert relative_outputs(plan_jobs([str(tmp_path / "album")], out=tmp_path)) == ["a.jpg"]
+    assert relative_outputs(plan_jobs([str(tmp_path / "album")], out=tmp_path / "album" / "out")) == ["a.jpg"]
 
 
 def test_the_output_folder_is_not_read_as_input(tmp_path):

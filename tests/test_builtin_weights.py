@@ -28,7 +28,7 @@ def test_shipped_folder_describes_itself(name):
     folder = BUILTIN_MODELS[name].package_folder
     config = read_config(folder)
     assert config["recipe"]["name"] == name
-    card = (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text(encoding="utf-8")
     assert "ImageNet" in card and "non-commercial" in card  # the training data's terms travel with the weights
     assert "gray" in card  # the eval table against the gray baseline
 

@@ -298,11 +298,32 @@ def test_cli_markdown_csv_table_and_out_file(tmp_path):
     out = tmp_path / "results.csv"
     written = _run(*common, "--format", "csv", "--out", str(out))
     assert written.exit_code == 0, written.output
-    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert [r["model"] for r in rows] == ["gray"]
     assert float(rows[0]["psnr"]) > 5 and rows[0]["vgg"] == ""
     assert "gray" in written.stdout  # the table still prints
     assert not list(tmp_path.glob(".results.csv.*"))  # no temporary file left
+
+
+def test_ctrl_c_says_how_far_it_got_and_writes_nothing(tmp_path, monkeypatch):
+    folder = _photos(tmp_path / "photos", count=6)
+    real, calls = ev.rgb_to_lab, []
+
+    def ctrl_c_in_the_second_batch(rgb):
+        calls.append(len(rgb))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(rgb)
+
+    monkeypatch.setattr(ev, "rgb_to_lab", ctrl_c_in_the_second_batch)
+    out = tmp_path / "eval.json"
+    result = _run("--data", str(folder), "--size", "32", "--no-perceptual", "--workers", "0", "--batch-size", "2",
+                  "--format", "json", "--out", str(out))
+    assert result.exit_code == 130, result.output
+    assert result.stdout == "" and not out.exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        "interrupted: stopped after 2 of 6 photos; nothing printed or written → run it again (eval keeps no partial "
+        "scores); --limit N scores N photos spread over the set, in less time")
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):

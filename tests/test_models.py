@@ -86,11 +86,18 @@ def test_hub_id_in_offline_mode_without_cache_names_both_ways_out(monkeypatch):
     assert "HF_HUB_OFFLINE" in info.value.fix and "local folder" in info.value.fix
 
 
-def test_models_list_shows_every_builtin_and_where_its_weights_are(packaged):
-    result = runner.invoke(app, ["models", "list"], env={"COLUMNS": "200"})
+@pytest.mark.parametrize("columns", [80, 200])
+def test_models_list_shows_every_builtin_and_where_its_weights_are_and_reads_at_80_columns(packaged, columns):
+    result = runner.invoke(app, ["models", "list"], env={"COLUMNS": str(columns)})
     assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns and "…" not in result.stdout
+    # Wrapped lines continue under the text they wrap, so each description reads whole again.
+    joined = " ".join(line.strip() for line in lines)
     for name, entry in BUILTIN_MODELS.items():
-        assert name in result.stdout and entry.repo_id in result.stdout
+        assert entry.description in joined
+        assert any(line.split()[:1] == [name] for line in lines)
+        assert any(f"hub: {entry.repo_id} " in line for line in lines)  # never cut
     assert "in package" in result.stdout and "not installed" in result.stdout
 
 

@@ -184,8 +184,12 @@ def test_interrupted_prepare_resumes_with_only_the_missing_work(tmp_path, monkey
         return REAL_LOAD_CROP(path, size=size)
 
     monkeypatch.setattr(preprocess, "load_crop", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        prepare(str(root), out, size=SIZE, val_fraction=0.0, workers=0, console=_quiet())
+    result = CliRunner().invoke(app, ["prepare", str(root), "--out", str(out), "--size", str(SIZE), "--workers", "0",
+                                      "--val-fraction", "0"])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted: {out} is not finished: train 6 of 10 photos done → the same command resumes with only the "
+        "missing work")
     with pytest.raises(DataError, match="has not finished"):
         PreparedImages(out, "train")
 

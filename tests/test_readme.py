@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     return re.findall(r"```bash\n(.+?)\n```", text)
 
 
@@ -19,7 +19,7 @@ def test_readme_opens_with_the_two_commands():
 
 def test_ci_runs_the_readmes_test_command_verbatim():
     run_tests = readme_commands()[1]
-    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert run_tests in ci_lines
 
 

@@ -127,7 +127,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
         raise ModelError(f"{folder} has no {CONFIG_NAME}: it is not a model folder",
                          "point at a run folder written by `recolor train` or a weights folder")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelError(f"{path} is not valid JSON ({error})", "re-train or re-download the model") from None
     if not isinstance(config, dict) or config.get("architecture") != "recolor-unet" or "generator" not in config:
@@ -142,7 +142,7 @@ def _read_metrics(folder: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     lines = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from recolor import __version__
-from recolor.errors import RecolorError
+from recolor.errors import Interrupted, RecolorError
 from recolor.models import DEFAULT_MODEL  # the registry imports no torch
 
 app = typer.Typer(
@@ -37,19 +37,24 @@ F = TypeVar("F", bound=Callable)
 
 
 def friendly_errors(command: F) -> F:
-    """Print a RecolorError as one line (cause, then fix) and exit with its code; bugs keep their traceback."""
+    """Print a RecolorError, or the Interrupted of a Ctrl-C, as one line (cause, then fix) and exit with
+    its code; bugs keep their traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except RecolorError as error:
+        except (RecolorError, Interrupted) as error:
+            label = "[bold yellow]interrupted:[/]" if isinstance(error, Interrupted) else "[bold red]error:[/]"
             # Causes and fixes are plain text: paths and `pip install "recolor-cli[coco]"` hold brackets.
-            message = f"[bold red]error:[/] {escape(error.cause)}"
+            message = f"{label} {escape(error.cause)}"
             if error.fix:
                 message += f" [dim]→[/] {escape(error.fix)}"
             error_console.print(message, highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:  # before a command's work began, or a second Ctrl-C that stops at once
+            error_console.print("[bold yellow]interrupted[/]", highlight=False)
+            raise typer.Exit(Interrupted.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -408,13 +413,15 @@ class ApplyPrecision(str, Enum):
 @friendly_errors
 def apply(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", help="Image files, folders (mirrored under --out) or globs.", show_default=False)],
+        metavar="INPUT...", help="Image files, folders or globs. One folder: its contents go straight into --out; "
+                                 "several inputs: each under its own name.", show_default=False)],
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help=f"A built-in name (see `recolor models list`; default: {DEFAULT_MODEL}), a run or weights folder, "
                               "or a Hugging Face Hub id org/name or org/name@revision.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Output folder (default: ./colorized, or FOLDER-colorized beside an input folder "
-                            "that holds the current directory).", show_default=False)] = None,
+        "--out", "-o", help="Output folder (default for one folder INPUT: FOLDER-colorized beside it; else "
+                            "./colorized, or FOLDER-colorized beside an input folder that holds the current "
+                            "directory).", show_default=False)] = None,
     recursive: Annotated[bool, typer.Option(help="Look into sub-folders of folder inputs.")] = True,
     render_size: Annotated[int, typer.Option(
         min=32, help="Long side in px at which the network runs (a multiple of 32); ab is upsampled to full size.")] = 256,
@@ -443,7 +450,8 @@ def apply(
 ) -> None:
     """Colorize photos at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
 
-    Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error.
+    Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error;
+    130: Ctrl-C (the outputs written are whole; the same command resumes).
     """
     from recolor import colorize, report
     from recolor import shard as sharding
@@ -482,7 +490,7 @@ def apply(
             task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision}"
                                      + (f", part {part}" if part else "") + ")", total=len(plan.jobs))
             summary = colorize.run(plan, colorizer, options=options, format=format.value,
-                                   on_result=lambda result: progress.advance(task), sheet=whole)
+                                   on_result=lambda result: progress.advance(task))
     total = sharding.gather_summaries(summary, launch)
     if total is None:  # another rank: rank 0 reports for all
         return
@@ -491,9 +499,11 @@ def apply(
                       + ":", highlight=False, markup=False)
     elif part is not None:
         console.print(f"part {part}:", highlight=False, markup=False)
+    # The sheet shows the whole run (every part's outputs that exist), written by the one that reports.
+    index = report.write_index(whole, total.failed) if compare else None
     report.print_summary(total, console, error_console)
-    if compare:
-        console.print(f"contact sheet: {plan.out / 'index.html'}", highlight=False, markup=False)
+    if index is not None:
+        console.print(f"contact sheet: {index}", highlight=False, markup=False)
     if total.failed:
         raise typer.Exit(1)
 
@@ -503,17 +513,28 @@ def apply(
 def models_list() -> None:
     """The built-in models: where this install has their weights, and their Hub repos."""
     from rich.table import Table
+    from rich.text import Text
 
     from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, model_status
 
-    table = Table("name", "weights here", "hub repo", "revision", "sha256", "description")
-    for name, entry in BUILTIN_MODELS.items():
+    # One block per model rather than a table of six columns: at 80 columns those wrapped the
+    # description one word per line and cut the repo ids. Long lines fold, never end in "…".
+    where = {"package": "in package", "cache": "pulled (HF cache)", "missing": "not installed"}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for index, (name, entry) in enumerate(BUILTIN_MODELS.items()):
         status = model_status(entry)
-        where = {"package": "in package", "cache": "pulled (HF cache)", "missing": "[yellow]not installed[/]"}
-        table.add_row(name + (" (default)" if name == DEFAULT_MODEL else ""), where[status.location],
-                      entry.repo_id + ("" if entry.revision else " (to be published)"),
-                      (entry.revision or "-")[:12], (entry.sha256 or "-")[:12], entry.description)
-    console.print(table)
+        details = Text(entry.description)
+        details.append("\nweights: ")
+        details.append(where[status.location], style="yellow" if status.location == "missing" else "")
+        if entry.sha256:
+            details.append(f", sha256 {entry.sha256[:12]}")
+        details.append(f"\nhub: {entry.repo_id} " + (f"@ {entry.revision[:12]}" if entry.revision else "(to be published)"))
+        if index:
+            grid.add_row()
+        grid.add_row(Text(name + (" (default)" if name == DEFAULT_MODEL else ""), style="bold"), details)
+    console.print(grid)
 
 
 @models_app.command("pull")

@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 
 from recolor.color import AB_SCALE
-from recolor.errors import ImageWriteError, RecolorError, UsageError
+from recolor.errors import ImageWriteError, Interrupted, RecolorError, UsageError
 from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
 # The pixel math lives in recolor.join; these names are re-exported for the engine's callers.
 from recolor.join import UPSAMPLE_MODES, guided_slope, join, lab_to_srgb, lightness, network_lightness  # noqa: F401
@@ -127,14 +127,26 @@ def _expand(inputs: Sequence[str]) -> list[Path]:
 
 
 def default_out(inputs: Sequence[Path], cwd: Path | None = None) -> Path:
-    """`./colorized`, unless that lies inside an input folder: then `FOLDER-colorized` beside it."""
+    """Where outputs go without --out.
+
+    One folder INPUT: `FOLDER-colorized` beside it, so that folders colorized one after another
+    never share an output folder (where a photo of the second would be skipped as done because
+    the first had one of the same name). Other inputs: `./colorized`, unless that lies inside an
+    input folder: then `FOLDER-colorized` beside it.
+    """
+    if len(inputs) == 1 and inputs[0].is_dir():
+        return _beside(inputs[0].resolve())
     cwd = (cwd or Path.cwd()).resolve()
     candidate = cwd / "colorized"
     folders = sorted((p.resolve() for p in inputs if p.is_dir()), key=lambda p: len(p.parts))
     for folder in folders:
         if candidate.is_relative_to(folder):
-            return folder.parent / f"{folder.name or 'input'}-colorized"
+            return _beside(folder)
     return candidate
+
+
+def _beside(folder: Path) -> Path:
+    return folder.parent / f"{folder.name or 'input'}-colorized"
 
 
 class _Names:
@@ -152,14 +164,27 @@ class _Names:
         return candidate
 
 
+def _compare_folder(relatives: Iterable[Path]) -> str:
+    """`compare`, or `compare-2`, ... when an input folder of that name is mirrored into OUT too."""
+    used = {relative.parts[0].lower() for relative in relatives if relative.parts}
+    name, number = COMPARE_FOLDER, 1
+    while name.lower() in used:
+        number += 1
+        name = f"{COMPARE_FOLDER}-{number}"
+    return name
+
+
 def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool = True, format: str = "same",
               suffix: str = "", overwrite: bool = False, compare: bool = False) -> Plan:
-    """Map INPUT files, folders and globs to output paths under `out`.
+    """Map INPUT files, folders and globs to output paths under `out` (default: see `default_out`).
 
-    A folder INPUT is mirrored as `out/FOLDER/...`; a file INPUT goes to `out/NAME`. The output's
-    stem gets `suffix`; its extension is the input's (`format="same"`, GIF -> PNG) or the format's.
-    Clashing names get -2, -3, ...; no output is ever an input file. Raises UsageError when the
-    inputs name no image at all.
+    One folder INPUT: its contents go straight into `out`, sub-folders kept. Several INPUTs: a
+    folder goes to `out/FOLDER/...` (two called `photos`: photos/ and photos-2/), a file to
+    `out/NAME`. The output's stem gets `suffix`; its extension is the input's (`format="same"`,
+    GIF -> PNG) or the format's. With `compare`, each output's before/after image is
+    `out/compare/<same sub-folder>/STEM.jpg`. Clashing names get -2, -3, ...; no output is ever an
+    input file, nor lands inside an input folder that a later run would read it from. Raises
+    UsageError when the inputs name no image at all.
     """
     if format not in OUTPUT_FORMATS:
         raise UsageError(f"unknown output format {format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
@@ -167,13 +192,22 @@ def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool
     out = (out or default_out(paths)).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder", "name a folder (it is created if missing)")
+    one_folder = len(paths) == 1 and paths[0].is_dir()
     sources: list[tuple[Path, Path]] = []  # (file, folder it goes to relative to out)
-    bases = _Names()  # two folder inputs called `photos` go to photos/ and photos-2/
+    bases = _Names()
+    # Folder inputs that a later run would read an output back from: all but those holding `out`,
+    # which is skipped when they are read.
+    exposed: list[Path] = []
     for path in paths:
         if path.is_dir():
-            base = bases.claim(Path(path.resolve().name or "input"))
+            root = path.resolve()
+            base = Path() if one_folder else bases.claim(Path(root.name or "input"))
+            # An `out` inside the folder holds an earlier run's outputs (a link may lead there too).
+            out_inside = out != root and out.is_relative_to(root)
+            if not out_inside:
+                exposed.append(root)
             for file in _walk(path, recursive=recursive, exclude=out):
-                if not file.resolve().is_relative_to(out):
+                if not (out_inside and file.resolve().is_relative_to(out)):
                     sources.append((file, base / file.parent.relative_to(path)))
         else:  # a file named on the command line is taken even inside `out`; see the check below
             sources.append((path, Path()))
@@ -190,6 +224,7 @@ def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool
 
     plan = Plan(out=out)
     names = _Names(reserved=[out / "index.html"])
+    compare_folder = out / _compare_folder(relative for _, relative in unique)
     gifs = 0
     for file, relative in unique:
         extension = file.suffix.lower() if format == "same" else FORMAT_SUFFIXES[format]
@@ -198,7 +233,11 @@ def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool
         output = names.claim(out / relative / f"{file.stem}{suffix}{extension}")
         if output.resolve() in seen:
             raise UsageError(f"the output {output} would overwrite an input", "choose another --out or a --suffix")
-        preview = names.claim(out / COMPARE_FOLDER / relative / f"{output.name}.jpg") if compare else None
+        inside = next((folder for folder in exposed if output.is_relative_to(folder)), None)
+        if inside is not None:
+            raise UsageError(f"the output {output} would land in the input folder {inside}, where the next run "
+                             "would read it as an input", "choose an --out outside the input folder")
+        preview = names.claim(compare_folder / relative / f"{output.stem}.jpg") if compare else None
         job = Job(source=file, output=output, compare=preview)
         done = output.exists() and (preview is None or preview.exists())
         (plan.skipped if done and not overwrite else plan.jobs).append(job)
@@ -544,9 +583,13 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
                         collect(wait(writing, return_when=FIRST_COMPLETED).done)
                 elif reading or writing:
                     collect(wait([*reading, *writing], return_when=FIRST_COMPLETED).done)
-        except BaseException:
+        except BaseException as error:
             for future in (*reading, *writing):
                 future.cancel()
+            if isinstance(error, KeyboardInterrupt):
+                # Writes already under way finish (files are written whole or not at all): they count.
+                writers.shutdown(wait=True)
+                collect([future for future in writing if not future.cancelled()])
             raise
     return results
 
@@ -583,17 +626,27 @@ class Summary:
 
 
 def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
-        on_result: Callable[[Result], None] = lambda result: None, sheet: Plan | None = None) -> Summary:
-    """Carry out `plan`: colorize its jobs and, with compare images, write the contact sheet of
-    `sheet` (default: `plan`; a shard passes the whole run's, so the sheet shows every part done)."""
-    from recolor.report import write_index
+        on_result: Callable[[Result], None] = lambda result: None) -> Summary:
+    """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.report.write_index).
 
+    Ctrl-C raises Interrupted, saying how many outputs were written and how many are left.
+    """
     start = time.perf_counter()
-    results = colorize_files(plan.jobs, colorizer, options=options, output_format=output_format_for(format),
-                             on_result=on_result)
+    results: list[Result] = []
+
+    def record(result: Result) -> None:
+        results.append(result)
+        on_result(result)
+
+    try:
+        colorize_files(plan.jobs, colorizer, options=options, output_format=output_format_for(format),
+                       on_result=record)
+    except KeyboardInterrupt as interrupt:
+        done = sum(result.error is None for result in results)
+        failed = len(results) - done
+        raise Interrupted(f"{done} of {len(plan.jobs)} image(s) colorized into {plan.out}"
+                          + (f" ({failed} failed)" if failed else "") + f", {len(plan.jobs) - done} left",
+                          "the same command resumes: the outputs written are skipped") from interrupt
     seconds = time.perf_counter() - start
     failed = [r for r in results if r.error is not None]
-    sheet = sheet or plan
-    if any(job.compare is not None for job in sheet.jobs + sheet.skipped):
-        write_index(sheet, results)
     return Summary(done=len(results) - len(failed), skipped=len(plan.skipped), failed=failed, seconds=seconds)

@@ -1,6 +1,7 @@
 """The one family of errors that users see as a one-line cause and a fix.
 
-Anything raised that is not a `RecolorError` is a bug in recolor and shows its traceback.
+Anything raised that is not a `RecolorError` (or an `Interrupted`, Ctrl-C told in the same way)
+is a bug in recolor and shows its traceback.
 """
 
 from __future__ import annotations
@@ -51,3 +52,19 @@ class NetworkUnavailableError(RecolorError):
 
 class TrainingError(RecolorError):
     """A training run that cannot go on: a NaN or infinite loss, a run folder that does not match."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command cleanly: `cause` says what was done and what is left, `fix` how to go on.
+
+    A KeyboardInterrupt still (not a RecolorError), so that whatever catches Ctrl-C on its way up
+    (cleanup in `finally`, `except KeyboardInterrupt`) treats it as one; the CLI prints the two
+    parts on one line and exits with 130, the shell's code for SIGINT.
+    """
+
+    exit_code = 130
+
+    def __init__(self, cause: str, fix: str | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.fix = fix

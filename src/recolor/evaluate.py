@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from recolor import metrics
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
-from recolor.errors import DataError, RecolorError, UsageError
+from recolor.errors import DataError, Interrupted, RecolorError, UsageError
 
 GRAY = "gray"
 METRIC_COLUMNS = ("psnr", "ssim", "colorfulness", "delta_cf", "vgg", "lpips", "fid", "images_per_s")
@@ -435,40 +435,46 @@ def evaluate(
     sums = {model.name: _Sums() for model in scored}
     truth = _Sums()
     skipped: list[dict[str, str]] = []
-    offset = 0
-    with torch.inference_mode():
-        for batch, failures, count in loader:
-            for index, reason in failures:
-                skipped.append({"file": dataset.name(index), "reason": reason})
-            offset += count
-            if batch is not None:
-                # uint8 from the loader (a quarter of the bytes between processes), [0, 1] here.
-                rgb = batch.to(device, non_blocking=True).float() / 255
-                lab = rgb_to_lab(rgb)
-                lightness = lab[:, :1]
-                l_norm = normalize_l(lightness)
-                truth.images += rgb.shape[0]
-                truth.add("colorfulness", metrics.colorfulness(rgb))
-                for model in scored:
-                    _sync(device)
-                    tick = time.perf_counter()
-                    ab = denormalize_ab(model.predict(l_norm).float())
-                    pred = lab_to_rgb(torch.cat((lightness, ab), dim=1))
-                    _sync(device)
-                    total = sums[model.name]
-                    total.seconds += time.perf_counter() - tick
-                    total.images += rgb.shape[0]
-                    total.add("psnr", metrics.psnr(pred, rgb))
-                    total.add("ssim", metrics.ssim(pred, rgb))
-                    cf = metrics.colorfulness(pred)
-                    total.add("colorfulness", cf)
-                    for name, metric in pair_metrics.items():
-                        total.add(name, metric(pred, rgb))
-                    if model.name in fids:
-                        fids[model.name].update(rgb, real=True)
-                        fids[model.name].update(pred, real=False)
-            if on_batch:
-                on_batch(count)
+    finished = 0  # photos of the batches scored so far
+    try:
+        with torch.inference_mode():
+            for batch, failures, count in loader:
+                for index, reason in failures:
+                    skipped.append({"file": dataset.name(index), "reason": reason})
+                if batch is not None:
+                    # uint8 from the loader (a quarter of the bytes between processes), [0, 1] here.
+                    rgb = batch.to(device, non_blocking=True).float() / 255
+                    lab = rgb_to_lab(rgb)
+                    lightness = lab[:, :1]
+                    l_norm = normalize_l(lightness)
+                    truth.images += rgb.shape[0]
+                    truth.add("colorfulness", metrics.colorfulness(rgb))
+                    for model in scored:
+                        _sync(device)
+                        tick = time.perf_counter()
+                        ab = denormalize_ab(model.predict(l_norm).float())
+                        pred = lab_to_rgb(torch.cat((lightness, ab), dim=1))
+                        _sync(device)
+                        total = sums[model.name]
+                        total.seconds += time.perf_counter() - tick
+                        total.images += rgb.shape[0]
+                        total.add("psnr", metrics.psnr(pred, rgb))
+                        total.add("ssim", metrics.ssim(pred, rgb))
+                        cf = metrics.colorfulness(pred)
+                        total.add("colorfulness", cf)
+                        for name, metric in pair_metrics.items():
+                            total.add(name, metric(pred, rgb))
+                        if model.name in fids:
+                            fids[model.name].update(rgb, real=True)
+                            fids[model.name].update(pred, real=False)
+                finished += count
+                if on_batch:
+                    on_batch(count)
+    except KeyboardInterrupt as interrupt:
+        # Means over part of the set would not compare with a whole run's: no table at all.
+        raise Interrupted(f"stopped after {finished:,} of {len(dataset):,} photos; nothing printed or written",
+                          "run it again (eval keeps no partial scores); --limit N scores N photos spread "
+                          "over the set, in less time") from interrupt
 
     n = truth.images
     if n == 0:

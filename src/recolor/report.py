@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 from urllib.parse import quote
 
 from rich.console import Console
@@ -40,18 +40,23 @@ def apply_progress(console: Console, *, disable: bool = False) -> Progress:
 
 
 def print_plan(plan: Plan, console: Console, *, dry_run: bool) -> None:
-    """The skipped count and notes; with `dry_run`, every input -> output pair too."""
+    """The skipped count and notes; with `dry_run`, the output folder and every input -> output pair
+    (relative to it, so the layout shows) too."""
+    # Messages, not layout: the terminal wraps them (rich would break a path at its own width).
     for note in plan.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     if plan.skipped:
         console.print(f"skipping {len(plan.skipped)} image(s) whose output already exists in {plan.out} "
                       "(--overwrite redoes them)", highlight=False, markup=False, soft_wrap=True)
     if dry_run:
+        console.print(f"output folder: {plan.out}", highlight=False, markup=False, soft_wrap=True)
         for job in plan.jobs:
-            console.print(f"would colorize {job.source} -> {job.output}", highlight=False, markup=False,
-                          soft_wrap=True)
+            line = f"would colorize {job.source} -> {job.output.relative_to(plan.out).as_posix()}"
+            if job.compare is not None:
+                line += f" (before/after: {job.compare.relative_to(plan.out).as_posix()})"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         console.print(f"dry run: {len(plan.jobs)} to colorize, {len(plan.skipped)} skipped, nothing written",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 def print_summary(summary: Summary, console: Console, error_console: Console) -> None:
@@ -106,14 +111,14 @@ def _link(path: Path, root: Path) -> str:
     return quote(path.relative_to(root).as_posix())
 
 
-def write_index(plan: Plan, results: list[Result]) -> Path:
-    """Write `plan.out/index.html`: every output that has a before/after image, and the failures."""
+def write_index(plan: Plan, failed: Sequence[Result]) -> Path:
+    """Write `plan.out/index.html`: every output that has a before/after image, and the `failed` jobs."""
     from recolor.imageio import atomic_write
 
-    failed = {id(r.job) for r in results if r.error is not None}
+    failed_jobs = {id(r.job) for r in failed}
     figures = []
     for job in sorted(plan.jobs + plan.skipped, key=lambda j: str(j.output)):
-        if job.compare is None or id(job) in failed or not job.compare.exists() or not job.output.exists():
+        if job.compare is None or id(job) in failed_jobs or not job.compare.exists() or not job.output.exists():
             continue
         name = html.escape(job.output.relative_to(plan.out).as_posix())
         figures.append(f'<figure><a href="{_link(job.output, plan.out)}"><img loading="lazy" '
@@ -121,10 +126,9 @@ def write_index(plan: Plan, results: list[Result]) -> Path:
                        f"<figcaption>{name}<br><small>from {html.escape(str(job.source))}</small></figcaption>"
                        "</figure>")
     failures = ""
-    bad = [r for r in results if r.error is not None]
-    if bad:
+    if failed:
         items = "".join(f"<li>{html.escape(str(r.job.source))}: {html.escape(r.error.cause)}</li>"
-                        for r in bad if r.error is not None)
+                        for r in failed if r.error is not None)
         failures = f'<h2 class="failed">Failed</h2><ul class="failed">{items}</ul>'
     page = _PAGE.format(title="recolor: before and after", count=len(figures),
                         made=html.escape(time.strftime("%Y-%m-%d %H:%M")), figures="\n".join(figures),

@@ -13,12 +13,13 @@ at the start and written at the end. Running the same command again does only th
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from recolor.data.sources import (COCO_SOURCE, SPLIT_CHOICES, SourceFile, coco_f
                                   default_cache_dir, folder_files)
 from recolor.data.store import (PREPARE_JSON, FORMAT, SKIPPED, STORED, TODO, SplitStore,
                                 read_prepare_json, write_json)
-from recolor.errors import DataError, UsageError
+from recolor.errors import DataError, Interrupted, UsageError
 
 CHUNK = 16  # files per task sent to a worker: large enough to amortise the IPC, small for progress
 HIST_BATCH_PIXELS = 1 << 23  # pixels per ColorCounter.add: each call also passes 2^24 counters
@@ -86,73 +87,88 @@ def prepare(
         raise UsageError(f"--smoothing {smoothing} must be 0 (none) or positive")
     splits = SPLIT_CHOICES[split]
 
-    sources = [source] if isinstance(source, str) else list(source)
-    if not sources:
-        raise UsageError("no SOURCE given", "give coco or one or more folders of photos")
-    labels = source_labels(sources)
-    files: list[SourceFile] = []
-    names: list[str] = []
-    for item, label in zip(sources, labels):
-        found, name = _source_files(item, splits=splits, val_fraction=val_fraction, max_samples=max_samples,
-                                    cache_dir=cache_dir, workers=workers, console=console)
-        if len(sources) > 1:
-            # Keys stay unique across sources; the split was already decided on the source's own key.
-            found = [SourceFile(f"{label}/{f.key}", f.path, f.split) for f in found]
-        files += found
-        names.append(name)
-    source_name = names[0] if len(names) == 1 else " + ".join(names)
+    stores: dict[str, SplitStore] = {}  # the splits planned so far, for what Ctrl-C reports
+    with _interruption_reported(out, stores):
+        sources = [source] if isinstance(source, str) else list(source)
+        if not sources:
+            raise UsageError("no SOURCE given", "give coco or one or more folders of photos")
+        labels = source_labels(sources)
+        files: list[SourceFile] = []
+        names: list[str] = []
+        for item, label in zip(sources, labels):
+            found, name = _source_files(item, splits=splits, val_fraction=val_fraction, max_samples=max_samples,
+                                        cache_dir=cache_dir, workers=workers, console=console)
+            if len(sources) > 1:
+                # Keys stay unique across sources; the split was already decided on the source's own key.
+                found = [SourceFile(f"{label}/{f.key}", f.path, f.split) for f in found]
+            files += found
+            names.append(name)
+        source_name = names[0] if len(names) == 1 else " + ".join(names)
 
-    out.mkdir(parents=True, exist_ok=True)
-    previous = _previous_info(out)
-    _check_compatible(out, previous, source=source_name, size=size)
-    # From here until the end the folder is unfinished: readers get "run prepare again".
-    (out / PREPARE_JSON).unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        previous = _previous_info(out)
+        _check_compatible(out, previous, source=source_name, size=size)
+        # From here until the end the folder is unfinished: readers get "run prepare again".
+        (out / PREPARE_JSON).unlink(missing_ok=True)
 
-    stores: dict[str, SplitStore] = {}
-    with _progress(console) as progress:
-        for name in splits:
-            entries = _entries([f for f in files if f.split == name])
-            if not entries:
-                console.print(f"{name}: no source files, split left out")
-                continue
-            store = _plan(out, name, entries, size=size, console=console)
-            _fill(store, entries, size=size, workers=workers, progress=progress)
-            stores[name] = store
-    store_info, counts, skipped = _summary(stores, previous,
-                                           kept=_kept_from_previous(out, previous, exclude=set(splits)))
-    if not any(counts.values()):
-        raise DataError(f"{source_name}: no usable color photo (all {len(skipped)} skipped)",
-                        "check the skip reasons in the output; recolor needs color photos")
+        with _progress(console) as progress:
+            for name in splits:
+                entries = _entries([f for f in files if f.split == name])
+                if not entries:
+                    console.print(f"{name}: no source files, split left out")
+                    continue
+                store = _plan(out, name, entries, size=size, console=console)
+                stores[name] = store
+                _fill(store, entries, size=size, workers=workers, progress=progress)
+        store_info, counts, skipped = _summary(stores, previous,
+                                               kept=_kept_from_previous(out, previous, exclude=set(splits)))
+        if not any(counts.values()):
+            raise DataError(f"{source_name}: no usable color photo (all {len(skipped)} skipped)",
+                            "check the skip reasons in the output; recolor needs color photos")
 
-    histogram_split = "train" if counts.get("train") else "val"
-    histogram = _histogram(out, store_info[histogram_split], bins=bins, previous=previous,
-                           split=histogram_split, console=console)
-    weights = compute_ab_weights(histogram, eps=eps, smoothing=smoothing)
-    weights["split"] = histogram_split
-    weights["pixel_stride"] = HIST_STRIDE
-    _write_maps(out, weights)
+        histogram_split = "train" if counts.get("train") else "val"
+        histogram = _histogram(out, store_info[histogram_split], bins=bins, previous=previous,
+                               split=histogram_split, console=console)
+        weights = compute_ab_weights(histogram, eps=eps, smoothing=smoothing)
+        weights["split"] = histogram_split
+        weights["pixel_stride"] = HIST_STRIDE
+        _write_maps(out, weights)
 
-    info = {
-        "format": FORMAT,
-        "recolor_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": source_name,
-        "sources": _per_source(sources, names, labels, store_info, skipped, out=out),
-        "size": size,
-        "crop": "short side resized to size (bicubic, antialiased), center square",
-        "val_fraction": val_fraction,
-        "max_samples": max_samples,
-        "counts": {name: counts.get(name, 0) for name in ("train", "val") if name in store_info},
-        "skipped": skipped,
-        "store": store_info,
-        "ab_weights": weights,
-        "images": {"histogram": HISTOGRAM_PNG, "weights": WEIGHTS_PNG,
-                   "note_formula_weights": NOTE_WEIGHTS_PNG},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    write_json(out / PREPARE_JSON, info)
-    _remove_other_plans(out, store_info)
-    return info
+        info = {
+            "format": FORMAT,
+            "recolor_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": source_name,
+            "sources": _per_source(sources, names, labels, store_info, skipped, out=out),
+            "size": size,
+            "crop": "short side resized to size (bicubic, antialiased), center square",
+            "val_fraction": val_fraction,
+            "max_samples": max_samples,
+            "counts": {name: counts.get(name, 0) for name in ("train", "val") if name in store_info},
+            "skipped": skipped,
+            "store": store_info,
+            "ab_weights": weights,
+            "images": {"histogram": HISTOGRAM_PNG, "weights": WEIGHTS_PNG,
+                       "note_formula_weights": NOTE_WEIGHTS_PNG},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        write_json(out / PREPARE_JSON, info)
+        _remove_other_plans(out, store_info)
+        return info
+
+
+@contextlib.contextmanager
+def _interruption_reported(out: Path, stores: dict[str, SplitStore]) -> Iterator[None]:
+    """Ctrl-C inside the block -> Interrupted, counting the photos of each split in `stores` done so far."""
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        done = []
+        for name, store in stores.items():
+            status = store.open_status("r")
+            done.append(f"{name} {int((status != TODO).sum()):,} of {len(status):,} photos done")
+        raise Interrupted(f"{out} is not finished: {', '.join(done) or 'no photo cropped yet'}",
+                          "the same command resumes with only the missing work") from interrupt
 
 
 # -------------------------------------------------------------------------------------- sources

@@ -79,7 +79,7 @@ def save_generator(generator: torch.nn.Module, folder: str | Path, *, metadata: 
 def read_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG_NAME
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{path} does not exist", "a model folder holds config.json and model.safetensors") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
