@@ -108,7 +108,7 @@ def test_two_processes_with_shard_1_2_and_2_2_do_every_photo_once_and_each_resum
     assert [f"part {k}/2:" in stdout for k, (stdout, _) in zip((1, 2), outputs)] == [True, True]
     assert sorted(d for d, _ in done) == [PHOTOS // 2, PHOTOS - PHOTOS // 2]  # each photo in one part only
     written = sorted(p.relative_to(out) for p in out.rglob("*.png"))
-    assert len(written) == PHOTOS and written == sorted(p.relative_to(folder.parent) for p in folder.rglob("*.png"))
+    assert len(written) == PHOTOS and written == sorted(p.relative_to(folder) for p in folder.rglob("*.png"))  # one folder: straight into --out
     # Each part resumes on its own: part 2 redoes the one of its outputs that went missing, part 1
     # finds all of its own done (in this process: the CLI is the same).
     second = split_plan(plan_jobs([str(folder)], out=out), Shard(1, 2))
