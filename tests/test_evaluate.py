@@ -505,7 +505,7 @@ def test_samples_sheets_show_each_models_worst_photos(tmp_path, monkeypatch):
     assert sorted(p.name for p in samples.iterdir()) == ["01-constant.png", "index.html"]  # no sheet for gray
     page = (samples / "index.html").read_text()
     assert 'src="01-constant.png"' in page
-    worst_psnr, worst_spurious = page.split("worst by PSNR")[1].split("worst by spurious color")
+    worst_psnr, worst_spurious = page.split("worst 2 by PSNR")[1].split("worst 1 by spurious color")
     assert worst_psnr.index("blue.png") < worst_psnr.index("green.png") and "orange.png" not in worst_psnr
     assert "orange.png" in worst_spurious and "blue.png" not in worst_spurious and "green.png" not in worst_spurious
 
@@ -517,3 +517,14 @@ def test_samples_sheets_show_each_models_worst_photos(tmp_path, monkeypatch):
     assert np.abs(truth_cell - np.array(colors["blue"])).max() <= 1  # the ground truth itself
     assert np.ptp(gray_cell, axis=2).max() <= 2  # the gray input: R = G = B
     assert model_cell[..., 0].mean() > model_cell[..., 2].mean() + 40  # painted orange
+
+
+def test_the_worst_photos_are_picked_by_value_then_position():
+    from recolor.eval_samples import pick, slug
+
+    values = [20.0, 15.0, float("nan"), 15.0, 30.0]
+    positions = [0, 1, 2, 3, 4]
+    assert pick(values, positions, count=2, highest=False) == [(1, 15.0), (3, 15.0)]  # NaN never picked
+    assert pick(values, positions, count=2, highest=True) == [(4, 30.0), (0, 20.0)]
+    assert pick([0.0, 0.5, 0.0], [7, 8, 9], count=3, highest=True, above=0.0) == [(8, 0.5)]
+    assert slug("runs/my run") == "runs-my-run" and slug("gan") == "gan" and slug("//") == "model"

@@ -348,7 +348,7 @@ def eval_command(
     out: Annotated[Optional[Path], typer.Option(
         help="Write the --format output to this file (atomically); the table still prints.", show_default=False)] = None,
 ) -> None:
-    """Score models and the gray baseline (ab = 0) on the same photos: PSNR, AuC, spurious and wrong color, ..."""
+    """Score models and the gray baseline (ab = 0) on the same photos: PSNR, SSIM, AuC, spurious and wrong color, perceptual distances."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from recolor import eval_report

@@ -9,10 +9,11 @@ it. An `index.html` beside the sheets (apply's contact page, `recolor.report`) l
 from __future__ import annotations
 
 import html
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +45,18 @@ class Section:
     empty: str  # said instead of the photos when there are none
 
 
+@dataclass
+class ModelRun:
+    """What eval knows of one model: per-image PSNR and spurious color, in dataset-position order."""
+
+    name: str
+    positions: Sequence[int]
+    psnr: Sequence[float]
+    spurious: Sequence[float]
+    # Dataset positions -> their (gray input, output, ground truth) RGB (3, H, W) in [0, 1].
+    render: Callable[[list[int]], dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]
+
+
 def pick(values: Sequence[float], positions: Sequence[int], *, count: int, highest: bool,
          above: float | None = None) -> list[tuple[int, float]]:
     """The `count` (position, value) pairs with the lowest values (or highest), ties in position order.
@@ -52,7 +65,7 @@ def pick(values: Sequence[float], positions: Sequence[int], *, count: int, highe
     NaN values never qualify.
     """
     pairs = [(position, value) for position, value in zip(positions, values)
-             if value == value and (above is None or value > above)]
+             if not math.isnan(value) and (above is None or value > above)]
     pairs.sort(key=lambda pair: (-pair[1] if highest else pair[1], pair[0]))
     return pairs[:count]
 
@@ -127,6 +140,32 @@ def write_sheet(path: Path, *, model: str, sections: Sequence[Section], report: 
         raise ImageWriteError(f"{path}: the sheet cannot be written ({error.strerror or error})",
                               "choose a --samples folder you can write to") from None
     return path, model, list(sections)
+
+
+def write_samples(folder: Path, runs: Sequence[ModelRun], *, worst: int, report: Report,
+                  name_of: Callable[[int], str]) -> Path:
+    """Each run's sheet (`NN-name.png`) of its `worst` photos by PSNR and by spurious color, and the index."""
+    sheets = []
+    for number, run in enumerate(runs):
+        chosen = {
+            "psnr": pick(run.psnr, run.positions, count=worst, highest=False),
+            "spurious": pick(run.spurious, run.positions, count=worst, highest=True, above=0.0),
+        }
+        cells = run.render(sorted({position for pairs in chosen.values() for position, _ in pairs}))
+        figures = {position: (psnr, spurious) for position, psnr, spurious in zip(run.positions, run.psnr, run.spurious)}
+
+        def photos(key: str) -> list[Photo]:
+            return [Photo(name=name_of(position), psnr=figures[position][0], spurious=figures[position][1],
+                          cells=cells[position]) for position, _ in chosen[key]]
+
+        sections = [
+            Section(title=f"worst {len(chosen['psnr'])} by PSNR", photos=photos("psnr"), empty="no photos"),
+            Section(title=f"worst {len(chosen['spurious'])} by spurious color", photos=photos("spurious"),
+                    empty="no photo has spurious color (a neutral ground truth colored strongly)"),
+        ]
+        path = folder / f"{number + 1:02d}-{slug(run.name)}.png"
+        sheets.append(write_sheet(path, model=run.name, sections=sections, report=report))
+    return write_index(folder, sheets, report=report)
 
 
 def write_index(folder: Path, sheets: Sequence[tuple[Path, str, list[Section]]], *, report: Report) -> Path:

@@ -544,44 +544,27 @@ def _write_samples(folder: Path, dataset: Dataset, models: Sequence[_Model], tal
     """
     from recolor import eval_samples
 
-    sheets = []
-    with torch.inference_mode():
-        for number, model in enumerate(models):
-            tally = tallies[model.name]
-            lists = {
-                "psnr": eval_samples.pick(tally.per_image.get("psnr", []), tally.positions, count=worst,
-                                          highest=False),
-                "spurious": eval_samples.pick(tally.per_image.get("spurious", []), tally.positions, count=worst,
-                                              highest=True, above=0.0),
-            }
-            wanted = sorted({position for chosen in lists.values() for position, _ in chosen})
-            triples = {}
-            for start in range(0, len(wanted), 16):
-                chunk = wanted[start:start + 16]
-                rgb = torch.stack([dataset[position][1] for position in chunk]).to(device).float() / 255
-                lightness = rgb_to_lab(rgb)[:, :1]
-                gray = lab_to_rgb(torch.cat((lightness, torch.zeros_like(rgb[:, :2])), dim=1))
-                pred = _colorize(model, lightness)
-                for i, position in enumerate(chunk):
-                    triples[position] = (gray[i], pred[i], rgb[i])
-            values = {position: (psnr, spurious) for position, psnr, spurious in
-                      zip(tally.positions, tally.per_image.get("psnr", []), tally.per_image.get("spurious", []))}
-            sections = [
-                eval_samples.Section(
-                    title=title,
-                    empty=empty,
-                    photos=[eval_samples.Photo(name=dataset.name(position), psnr=values[position][0],
-                                               spurious=values[position][1], cells=triples[position])
-                            for position, _ in lists[key]])
-                for key, title, empty in (
-                    ("psnr", f"{worst} worst by PSNR", "no photos"),
-                    ("spurious", f"{worst} worst by spurious color",
-                     "no photo has spurious color (neutral ground truth colored strongly)"),
-                )
-            ]
-            path = folder / f"{number + 1:02d}-{eval_samples.slug(model.name)}.png"
-            sheets.append(eval_samples.write_sheet(path, model=model.name, sections=sections, report=report))
-    return eval_samples.write_index(folder, sheets, report=report)
+    def renderer(model: _Model) -> Callable[[list[int]], dict[int, tuple[torch.Tensor, ...]]]:
+        def render(positions: list[int]) -> dict[int, tuple[torch.Tensor, ...]]:
+            cells = {}
+            with torch.inference_mode():
+                for start in range(0, len(positions), 16):
+                    chunk = positions[start:start + 16]
+                    rgb = torch.stack([dataset[position][1] for position in chunk]).to(device).float() / 255
+                    lightness = rgb_to_lab(rgb)[:, :1]
+                    gray = lab_to_rgb(torch.cat((lightness, torch.zeros_like(rgb[:, :2])), dim=1))
+                    pred = _colorize(model, lightness)
+                    cells.update({position: (gray[i], pred[i], rgb[i]) for i, position in enumerate(chunk)})
+            return cells
+
+        return render
+
+    runs = [eval_samples.ModelRun(name=model.name, positions=tallies[model.name].positions,
+                                  psnr=tallies[model.name].per_image.get("psnr", []),
+                                  spurious=tallies[model.name].per_image.get("spurious", []),
+                                  render=renderer(model))
+            for model in models]
+    return eval_samples.write_samples(folder, runs, worst=worst, report=report, name_of=dataset.name)
 
 
 def _compute_fid(metric, unavailable: dict[str, str]) -> float | None:
