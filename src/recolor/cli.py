@@ -329,7 +329,8 @@ def eval_command(
         show_default=False)],
     models: Annotated[Optional[list[str]], typer.Argument(
         help="Models to score after the gray baseline: built-in names, run folders, weights folders or Hub ids "
-             "(org/name or org/name@revision), resolved as `recolor apply --model` resolves them.", show_default=False)] = None,
+             "(org/name or org/name@revision), resolved as `recolor apply --model` resolves them. "
+             f"None and no --all: the default model, {DEFAULT_MODEL}.", show_default=False)] = None,
     all_models: Annotated[bool, typer.Option(
         "--all", help="Also score every built-in model; those that cannot be loaded are reported and left out.")] = False,
     size: Annotated[int, typer.Option(min=32, help="Evaluate at SIZE x SIZE px (short side resized, center crop).")] = 256,
@@ -341,33 +342,51 @@ def eval_command(
         min=0, help="Worker processes decoding photos (default: 0 on a CPU, where the metrics use every core; "
                     "up to 4 beside a GPU).", show_default=False)] = None,
     perceptual: Annotated[bool, typer.Option(
-        "--perceptual/--no-perceptual", help="Try the VGG distance, LPIPS and FID (they need pretrained weights).")] = True,
+        "--perceptual/--no-perceptual",
+        help="Compute the perceptual distances: EfficientNet-Lite0 (offline weights package), and VGG, LPIPS "
+             "and FID where their weights can be downloaded.")] = True,
+    samples: Annotated[Optional[Path], typer.Option(
+        help="Write into this folder, per model, a PNG sheet of its worst photos by PSNR and by spurious color "
+             "(gray input | model | ground truth) and an index.html.", show_default=False)] = None,
+    worst: Annotated[int, typer.Option(min=1, help="Photos per list on each --samples sheet.")] = 6,
     output_format: Annotated[EvalFormat, typer.Option("--format", help="How to print the results.")] = EvalFormat.table,
     out: Annotated[Optional[Path], typer.Option(
         help="Write the --format output to this file (atomically); the table still prints.", show_default=False)] = None,
 ) -> None:
-    """Score models and the gray baseline (ab = 0) on the same photos: PSNR, SSIM, colorfulness, VGG, LPIPS, FID."""
+    """Score models and the gray baseline (ab = 0) on the same photos: PSNR, SSIM, AuC, spurious and wrong color, perceptual distances."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from recolor import eval_report
     from recolor import evaluate as ev
     from recolor.imageio import atomic_write
 
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=error_console, transient=True) as progress:
-        task = progress.add_task("eval", total=None)
+    models = models or ([] if all_models else [DEFAULT_MODEL])  # a table of gray alone tells a new user nothing
+
+    progress = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=error_console, transient=True)
+    task = progress.add_task("eval", total=None)
+
+    def start(total: int) -> None:
+        # Only once the models and metrics are loaded: a metric that cannot load says so in one line,
+        # and nothing (not even the bar) comes before it.
+        progress.update(task, total=total)
+        progress.start()
+
+    try:
         report = ev.evaluate(
-            data, models or [], all_builtin=all_models, size=size, limit=limit, batch_size=batch_size,
-            device=device, workers=workers, perceptual=perceptual,
-            on_start=lambda total: progress.update(task, total=total),
-            on_batch=lambda count: progress.advance(task, count),
+            data, models, all_builtin=all_models, size=size, limit=limit, batch_size=batch_size,
+            device=device, workers=workers, perceptual=perceptual, samples=samples, worst=worst,
+            on_start=start, on_batch=lambda count: progress.advance(task, count),
         )
-    render = {EvalFormat.table: ev.to_text, EvalFormat.markdown: ev.to_markdown, EvalFormat.json: ev.to_json_text,
-              EvalFormat.csv: ev.to_csv}[output_format]
+    finally:
+        progress.stop()
+    render = {EvalFormat.table: eval_report.to_text, EvalFormat.markdown: eval_report.to_markdown,
+              EvalFormat.json: eval_report.to_json_text, EvalFormat.csv: eval_report.to_csv}[output_format]
     if out is not None:
         text = render(report)
         atomic_write(out, lambda fp: fp.write(text.encode("utf-8")))
     if out is not None or output_format is EvalFormat.table:
-        console.print(ev.to_rich_table(report))
+        console.print(eval_report.to_rich_table(report))
     else:
         typer.echo(render(report), nl=False)
     for name, reason in report.unavailable.items():
@@ -380,6 +399,8 @@ def eval_command(
             error_console.print(f"  {item['file']}: {item['reason']}", highlight=False, soft_wrap=True, markup=False)
         if len(report.skipped) > shown:
             error_console.print(f"  ... and {len(report.skipped) - shown} more (all listed by --format json)")
+    if report.samples is not None:
+        error_console.print(f"wrote the worst-photo sheets: {report.samples}", highlight=False, markup=False)
     if out is not None:
         error_console.print(f"wrote {out}", highlight=False)
 

@@ -1,33 +1,33 @@
-"""`recolor eval`: one protocol for every model and the gray baseline, and the tables it prints.
+"""`recolor eval`: one protocol for every model and the gray baseline.
 
-The protocol (DESIGN.md, "Evaluation protocol"):
+The protocol (DESIGN.md, "Evaluation protocol"; docs/evaluation.md has every figure's definition):
 - each photo becomes the crop `recolor prepare` stores: short side resized to `size` (bicubic,
   antialiased when shrinking), center square kept, 8-bit sRGB; a prepared DATA folder's val split
   is used as stored. The photos prepare would skip are left out here too and listed;
 - its Lab is computed (`recolor.color`), the true L goes to the model, and the predicted ab is
   joined with that true L and turned back into sRGB, clipped to the gamut;
 - the prediction is compared with the resized ground-truth RGB itself (not with its Lab round
-  trip): PSNR and SSIM on RGB in [0, 1] and the colorfulness gap, each per image then averaged;
-  the note's VGG distance (eq. 6) and LPIPS per image where their weights load, and FID over the set;
+  trip): PSNR, SSIM, colorfulness, the ab-error figures (AuC, spurious and wrong color, on the Lab
+  of the output the user would see) and the perceptual distances, each per image then averaged;
+  the rebalanced AuC and FID are over the whole set, psnr_p10 a percentile of the per-image PSNRs;
 - the baseline `gray` predicts ab = 0 (the true L as a gray photo) and is always the first row.
 
 Photos are decoded once; every model is scored on the same batch before the next one is read, so
-the ground truth's Lab and colorfulness are computed once per batch.
+the ground truth's Lab, colorfulness and perceptual features are computed once per batch. The
+tables and the JSON are `recolor.eval_report`'s; the --samples sheets `recolor.eval_samples`'.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import importlib.util
 import io
-import json
-import math
 import os
 import socket
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,69 +37,25 @@ from torch.utils.data import DataLoader, Dataset
 from recolor import metrics
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from recolor.errors import DataError, Interrupted, RecolorError, UsageError
+from recolor.eval_report import METRIC_COLUMNS, Report, Row  # noqa: F401  (evaluate's results, re-exported)
 
 GRAY = "gray"
-METRIC_COLUMNS = ("psnr", "ssim", "colorfulness", "delta_cf", "vgg", "lpips", "fid", "images_per_s")
-PERCEPTUAL = ("vgg", "lpips", "fid")
+PERCEPTUAL = ("effnet", "vgg", "lpips", "fid")
 # A download that neither answers nor fails (a black-holed connection) must not hang an evaluation.
 DOWNLOAD_TIMEOUT_S = 15.0
 METRICS_EXTRA = 'pip install "recolor-cli[metrics]"'
-
-
-@dataclass
-class Row:
-    """One model's averages over the evaluated images; None where a metric is unavailable."""
-
-    model: str
-    psnr: float | None = None  # dB, higher is better
-    ssim: float | None = None  # [-1, 1], higher is better
-    colorfulness: float | None = None  # Hasler & Süsstrunk, on 0..255 RGB
-    delta_cf: float | None = None  # colorfulness(output) - colorfulness(ground truth)
-    vgg: float | None = None  # note's eq. (6), lower is better
-    lpips: float | None = None  # AlexNet LPIPS, lower is better
-    fid: float | None = None  # over the whole set, lower is better
-    images_per_s: float | None = None  # colorization only: model + Lab -> RGB, no decoding or metrics
-
-
-@dataclass
-class Report:
-    """What `recolor eval` measured; `to_json()` is the documented JSON form."""
-
-    data: str
-    size: int
-    n: int
-    ground_truth_colorfulness: float | None
-    rows: list[Row]
-    unavailable: dict[str, str] = field(default_factory=dict)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    seconds: float = 0.0  # wall time of the whole evaluation, loading included
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "data": self.data,
-            "size": self.size,
-            "n": self.n,
-            "ground_truth": {"colorfulness": _finite(self.ground_truth_colorfulness)},
-            "rows": [{key: _finite(value) for key, value in asdict(row).items()} for row in self.rows],
-            "unavailable": dict(self.unavailable),
-            "skipped": list(self.skipped),
-            "seconds": round(self.seconds, 3),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Report:
-        """The report that `to_json` wrote (so a saved JSON renders as a table without re-evaluating)."""
-        return cls(data=data["data"], size=data["size"], n=data["n"],
-                   ground_truth_colorfulness=data["ground_truth"]["colorfulness"],
-                   rows=[Row(**row) for row in data["rows"]], unavailable=dict(data.get("unavailable", {})),
-                   skipped=list(data.get("skipped", [])), seconds=data.get("seconds", 0.0))
-
-
-def _finite(value: Any) -> Any:
-    # JSON has no inf or NaN (PSNR of an exact prediction is +inf): write null instead.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+PSNR_PERCENTILE = 10
+# What the JSON states beside the figures (recolor.metrics holds the numbers and why they are these).
+THRESHOLDS = {
+    "auc_max_error": metrics.AUC_MAX_ERROR,
+    "auc_bin_size": metrics.AUC_BIN_SIZE,
+    "neutral_chroma": metrics.NEUTRAL_CHROMA,
+    "spurious_chroma": metrics.SPURIOUS_CHROMA,
+    "colored_chroma": metrics.COLORED_CHROMA,
+    "wrong_error": metrics.WRONG_ERROR,
+    "psnr_percentile": PSNR_PERCENTILE,
+}
+DEFAULT_WORST = 6
 
 
 # ------------------------------------------------------------------------------------ the images
@@ -240,18 +196,44 @@ def _download_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-class _VGGDistance:
-    """The note's eq. (6) perceptual distance with ImageNet VGG-16 (recolor.nn.vgg), per image."""
+class _FeatureDistance:
+    """The note's eq. (6) per image on a frozen feature network (VGG-16 or EfficientNet-Lite0).
 
-    def __init__(self, device: torch.device) -> None:
-        from recolor.nn.vgg import VGGFeatures, perceptual_distance
+    Every model of a batch is compared with the same ground truth: its feature maps are computed
+    for the first model and reused for the others (the batch tensor's identity says it is the same).
+    `channels_last`: the network's weights are in that layout, so the inputs are given in it too.
+    """
 
-        self._distance = perceptual_distance
-        with _download_timeout():
-            self._features = VGGFeatures(pretrained=True).to(device).eval()
+    def __init__(self, features: torch.nn.Module, *, channels_last: bool = False) -> None:
+        self._features = features.eval()
+        self._format = torch.channels_last if channels_last else torch.contiguous_format
+        self._truth: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    def _maps(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        return self._features(rgb.contiguous(memory_format=self._format))
 
     def __call__(self, pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-        return self._distance(pred, true, self._features)
+        if self._truth is None or self._truth[0] is not true:
+            self._truth = (true, self._maps(true))
+        return metrics.feature_distance(self._maps(pred), self._truth[1])
+
+
+def _effnet_features(device: torch.device) -> torch.nn.Module:
+    """EfficientNet-Lite0's ImageNet features at strides 2, 4 and 8, from the offline weights package."""
+    from recolor.nn.encoders import PERCEPTUAL_LEVELS, PretrainedFeatures, weights_path
+
+    weights_path("efficientnet-lite0")  # a missing package fails here, before timm's slow import
+    features = PretrainedFeatures("efficientnet-lite0", PERCEPTUAL_LEVELS, pretrained=True)
+    # Its depthwise convolutions run in about 40 % less CPU time on channels-last tensors (same maps to 1e-4).
+    return features.to(device, memory_format=torch.channels_last)
+
+
+def _vgg_features(device: torch.device) -> torch.nn.Module:
+    """VGG-16's ImageNet features at relu1_2, relu2_2, relu3_3 (torchvision's download)."""
+    from recolor.nn.vgg import VGGFeatures
+
+    with _download_timeout():
+        return VGGFeatures(pretrained=True).to(device)
 
 
 class _LPIPS:
@@ -273,13 +255,31 @@ class _LPIPS:
 
 
 def _load_perceptual(name: str, device: torch.device) -> tuple[Any, str | None]:
-    """(metric, None) when its weights load, else (None, a one-line reason). Tries once, no retries."""
+    """(metric, None) when its weights load, else (None, a one-line reason). Tries once, no retries.
+
+    What the libraries print while loading (torch.hub's "Downloading: ..." line, warnings) is held
+    back: on failure the one-line reason is all the user sees; on success it is passed on to stderr.
+    """
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+        metric, reason = _try_perceptual(name, device)
+    if metric is not None and captured.getvalue():
+        sys.stderr.write(captured.getvalue())
+    return metric, reason
+
+
+def _try_perceptual(name: str, device: torch.device) -> tuple[Any, str | None]:
     needs_torchmetrics = name in ("lpips", "fid")
     if needs_torchmetrics and importlib.util.find_spec("torchmetrics") is None:
         return None, f"torchmetrics is not installed ({METRICS_EXTRA})"
     try:
+        if name == "effnet":
+            try:
+                return _FeatureDistance(_effnet_features(device), channels_last=True), None
+            except RecolorError as error:  # ModelError: the weights package is missing or damaged
+                return None, str(error)  # cause and fix: both speak of what eval needs
         if name == "vgg":
-            return _VGGDistance(device), None
+            return _FeatureDistance(_vgg_features(device)), None
         if name == "lpips":
             return _LPIPS(device), None
         from torchmetrics.image.fid import FrechetInceptionDistance
@@ -292,7 +292,8 @@ def _load_perceptual(name: str, device: torch.device) -> tuple[Any, str | None]:
     except ImportError as error:  # torchmetrics' FID without torch-fidelity
         return None, f"{error.msg.splitlines()[0] if error.msg else error} ({METRICS_EXTRA})"
     except (OSError, RuntimeError) as error:  # URLError is an OSError; a damaged download a RuntimeError
-        what = {"vgg": "VGG-16", "lpips": "AlexNet (torchvision)", "fid": "Inception-v3 (torch-fidelity)"}[name]
+        what = {"effnet": "EfficientNet-Lite0", "vgg": "VGG-16", "lpips": "AlexNet (torchvision)",
+                "fid": "Inception-v3 (torch-fidelity)"}[name]
         reason = str(getattr(error, "reason", error)).splitlines()[0]
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         return None, (f"the {what} weights could not be downloaded ({reason}); run once on a machine with "
@@ -356,19 +357,41 @@ def load_models(specs: Sequence[str], *, all_builtin: bool, device: torch.device
 # -------------------------------------------------------------------------------------- the run
 
 
+def _colorize(model: _Model, lightness: torch.Tensor) -> torch.Tensor:
+    """True L (N, 1, H, W) in [0, 100] -> the model's sRGB (N, 3, H, W) in [0, 1], clipped to the gamut."""
+    ab = denormalize_ab(model.predict(normalize_l(lightness)).float())
+    return lab_to_rgb(torch.cat((lightness, ab), dim=1))
+
+
 @dataclass
-class _Sums:
+class _Tally:
+    """One row's running sums, and the per-image values that percentiles and --samples need."""
+
     images: int = 0
     seconds: float = 0.0
-    values: dict[str, float] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # images where the figure is defined
+    per_image: dict[str, list[float]] = field(default_factory=dict)
+    positions: list[int] = field(default_factory=list)  # dataset positions, in the order of per_image
+    class_sums: torch.Tensor | None = None  # rebalanced AuC: pixel accuracy and pixel count per ab class
+    class_counts: torch.Tensor | None = None
 
-    def add(self, name: str, per_image: torch.Tensor) -> None:
-        self.values[name] = self.values.get(name, 0.0) + per_image.double().sum().item()
+    def add(self, name: str, per_image: torch.Tensor, *, keep: bool = False) -> None:
+        values = per_image.double()
+        defined = ~torch.isnan(values)  # NaN: undefined for that image (`wrong` on a photo with no colored pixel)
+        self.sums[name] = self.sums.get(name, 0.0) + values[defined].sum().item()
+        self.counts[name] = self.counts.get(name, 0) + int(defined.sum())
+        if keep:
+            self.per_image.setdefault(name, []).extend(values.tolist())
+
+    def add_classes(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        self.class_sums = sums if self.class_sums is None else self.class_sums + sums
+        self.class_counts = counts if self.class_counts is None else self.class_counts + counts
 
     def mean(self, name: str) -> float | None:
-        if name not in self.values or self.images == 0:
+        if not self.counts.get(name):
             return None
-        return self.values[name] / self.images
+        return self.sums[name] / self.counts[name]
 
 
 def _sync(device: torch.device) -> None:
@@ -387,6 +410,8 @@ def evaluate(
     device: str | torch.device = "cpu",
     workers: int | None = None,
     perceptual: bool = True,
+    samples: str | Path | None = None,
+    worst: int = DEFAULT_WORST,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Report:
@@ -394,6 +419,8 @@ def evaluate(
 
     `workers`: processes decoding photos; None picks 0 on a CPU (the metrics already use every
     core, and extra decoders only compete with them) and up to 4 beside a GPU.
+    `samples`: a folder for each model's sheet of its `worst` photos by PSNR and by spurious color
+    (`recolor.eval_samples`), with an index.html; `Report.samples` is that page.
     `on_start(total)` is called once the photos are listed, `on_batch(count)` after each batch
     (for a progress bar). Images that cannot be read are left out and listed in `Report.skipped`.
     """
@@ -404,6 +431,8 @@ def evaluate(
         raise UsageError(f"--size {size} is too small", "use --size 32 or more (256 is the protocol)")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1")
+    if worst < 1:
+        raise UsageError(f"--worst {worst} must be at least 1")
     device = device if isinstance(device, torch.device) else resolve_device(device)
     data = Path(data)
     dataset = open_images(data, size=size, limit=limit)
@@ -432,36 +461,44 @@ def evaluate(
                         worker_init_fn=_worker_init if workers else None, persistent_workers=False)
     if on_start:
         on_start(len(dataset))
-    sums = {model.name: _Sums() for model in scored}
-    truth = _Sums()
+    tallies = {model.name: _Tally() for model in scored}
+    truth = _Tally()
     skipped: list[dict[str, str]] = []
+    offset = 0
     finished = 0  # photos of the batches scored so far
     try:
         with torch.inference_mode():
             for batch, failures, count in loader:
+                failed = {index for index, _ in failures}
                 for index, reason in failures:
                     skipped.append({"file": dataset.name(index), "reason": reason})
+                positions = [index for index in range(offset, offset + count) if index not in failed]
+                offset += count
                 if batch is not None:
                     # uint8 from the loader (a quarter of the bytes between processes), [0, 1] here.
                     rgb = batch.to(device, non_blocking=True).float() / 255
                     lab = rgb_to_lab(rgb)
                     lightness = lab[:, :1]
-                    l_norm = normalize_l(lightness)
                     truth.images += rgb.shape[0]
                     truth.add("colorfulness", metrics.colorfulness(rgb))
                     for model in scored:
                         _sync(device)
                         tick = time.perf_counter()
-                        ab = denormalize_ab(model.predict(l_norm).float())
-                        pred = lab_to_rgb(torch.cat((lightness, ab), dim=1))
+                        pred = _colorize(model, lightness)
                         _sync(device)
-                        total = sums[model.name]
+                        total = tallies[model.name]
                         total.seconds += time.perf_counter() - tick
                         total.images += rgb.shape[0]
-                        total.add("psnr", metrics.psnr(pred, rgb))
+                        total.positions.extend(positions)
+                        total.add("psnr", metrics.psnr(pred, rgb), keep=True)
                         total.add("ssim", metrics.ssim(pred, rgb))
-                        cf = metrics.colorfulness(pred)
-                        total.add("colorfulness", cf)
+                        total.add("colorfulness", metrics.colorfulness(pred))
+                        # The ab the user sees: that of the output after the gamut clip, not the raw prediction.
+                        figures = metrics.color_figures(rgb_to_lab(pred), lab)
+                        total.add("auc", figures.auc)
+                        total.add_classes(*figures.class_sums)
+                        total.add("spurious", figures.spurious, keep=True)
+                        total.add("wrong", figures.wrong)
                         for name, metric in pair_metrics.items():
                             total.add(name, metric(pred, rgb))
                         if model.name in fids:
@@ -484,18 +521,57 @@ def evaluate(
     gt_cf = truth.mean("colorfulness")
     rows = []
     for model in scored:
-        total = sums[model.name]
-        row = Row(model=model.name, psnr=total.mean("psnr"), ssim=total.mean("ssim"),
-                  colorfulness=total.mean("colorfulness"),
+        total = tallies[model.name]
+        row = Row(model=model.name, psnr=total.mean("psnr"),
+                  psnr_p10=metrics.percentile(total.per_image["psnr"], PSNR_PERCENTILE),
+                  ssim=total.mean("ssim"), colorfulness=total.mean("colorfulness"),
+                  auc=total.mean("auc"), auc_rebalanced=metrics.rebalanced_auc(total.class_sums, total.class_counts),
+                  spurious=total.mean("spurious"), wrong=total.mean("wrong"),
+                  effnet=total.mean("effnet"), vgg=total.mean("vgg"), lpips=total.mean("lpips"),
                   images_per_s=total.images / total.seconds if total.seconds > 0 else None)
         row.delta_cf = row.colorfulness - gt_cf if row.colorfulness is not None and gt_cf is not None else None
-        row.vgg = total.mean("vgg")
-        row.lpips = total.mean("lpips")
         if model.name in fids:
             row.fid = _compute_fid(fids[model.name], unavailable)
         rows.append(row)
-    return Report(data=str(data), size=size, n=n, ground_truth_colorfulness=gt_cf, rows=rows,
-                  unavailable=unavailable, skipped=skipped, seconds=time.perf_counter() - started)
+    report = Report(data=str(data), size=size, n=n, ground_truth_colorfulness=gt_cf, rows=rows,
+                    thresholds=dict(THRESHOLDS), unavailable=unavailable, skipped=skipped)
+    if samples is not None:
+        report.samples = str(_write_samples(Path(samples), dataset, scored[1:], tallies, worst=worst,
+                                            device=device, report=report))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_samples(folder: Path, dataset: Dataset, models: Sequence[_Model], tallies: dict[str, _Tally], *,
+                   worst: int, device: torch.device, report: Report) -> Path:
+    """Each model's sheet of its `worst` photos by PSNR and by spurious color; returns the index page.
+
+    The chosen photos are decoded and colorized again (a few per model) rather than kept in memory
+    through the whole run; the protocol is deterministic, so they are the images that were scored.
+    """
+    from recolor import eval_samples
+
+    def renderer(model: _Model) -> Callable[[list[int]], dict[int, tuple[torch.Tensor, ...]]]:
+        def render(positions: list[int]) -> dict[int, tuple[torch.Tensor, ...]]:
+            cells = {}
+            with torch.inference_mode():
+                for start in range(0, len(positions), 16):
+                    chunk = positions[start:start + 16]
+                    rgb = torch.stack([dataset[position][1] for position in chunk]).to(device).float() / 255
+                    lightness = rgb_to_lab(rgb)[:, :1]
+                    gray = lab_to_rgb(torch.cat((lightness, torch.zeros_like(rgb[:, :2])), dim=1))
+                    pred = _colorize(model, lightness)
+                    cells.update({position: (gray[i], pred[i], rgb[i]) for i, position in enumerate(chunk)})
+            return cells
+
+        return render
+
+    runs = [eval_samples.ModelRun(name=model.name, positions=tallies[model.name].positions,
+                                  psnr=tallies[model.name].per_image.get("psnr", []),
+                                  spurious=tallies[model.name].per_image.get("spurious", []),
+                                  render=renderer(model))
+            for model in models]
+    return eval_samples.write_samples(folder, runs, worst=worst, report=report, name_of=dataset.name)
 
 
 def _compute_fid(metric, unavailable: dict[str, str]) -> float | None:
@@ -504,84 +580,3 @@ def _compute_fid(metric, unavailable: dict[str, str]) -> float | None:
     except RuntimeError as error:  # torchmetrics: fewer than 2 images on a side
         unavailable.setdefault("fid", str(error).splitlines()[0])
         return None
-
-
-# ---------------------------------------------------------------------------------- the formats
-
-# Long headings for markdown (docs have room); short ones keep the terminal table within 80 columns.
-_HEADINGS = {
-    "model": "Model", "psnr": "PSNR (↑)", "ssim": "SSIM (↑)", "colorfulness": "Colorfulness",
-    "delta_cf": "ΔCF", "vgg": "VGG (↓)", "lpips": "LPIPS (↓)", "fid": "FID (↓)", "images_per_s": "images/s",
-}
-_SHORT_HEADINGS = {**_HEADINGS, "psnr": "PSNR↑", "ssim": "SSIM↑", "colorfulness": "CF", "vgg": "VGG↓",
-                   "lpips": "LPIPS↓", "fid": "FID↓", "images_per_s": "img/s"}
-_FORMATS = {
-    "psnr": "{:.2f}", "ssim": "{:.4f}", "colorfulness": "{:.2f}", "delta_cf": "{:+.2f}", "vgg": "{:.4f}",
-    "lpips": "{:.4f}", "fid": "{:.2f}", "images_per_s": "{:.1f}",
-}
-MISSING = "—"
-
-
-def _cell(column: str, value: Any) -> str:
-    if value is None:
-        return MISSING
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return _FORMATS[column].format(value)
-
-
-def caption(report: Report) -> str:
-    """One line under every table: what was measured and the ground truth's colorfulness."""
-    truth = _cell("colorfulness", report.ground_truth_colorfulness)
-    return (f"{report.n} images of {report.data} at {report.size} x {report.size} px; "
-            f"ground-truth colorfulness {truth}")
-
-
-def to_rich_table(report: Report):
-    """A rich Table shaped like the note's Table 3 (model, PSNR, VGG, ...) with the caption below."""
-    from rich.table import Table
-
-    table = Table(title="recolor eval", caption=caption(report) + " (CF: colorfulness, ΔCF: CF - ground truth)",
-                  caption_justify="left")
-    table.add_column(_SHORT_HEADINGS["model"], style="bold")
-    for column in METRIC_COLUMNS:
-        table.add_column(_SHORT_HEADINGS[column], justify="right", no_wrap=True)
-    for row in report.rows:
-        table.add_row(row.model, *(_cell(column, getattr(row, column)) for column in METRIC_COLUMNS))
-    return table
-
-
-def to_text(report: Report, *, width: int = 160) -> str:
-    """The rich table as plain text (no colors), for `--format table --out FILE`."""
-    from rich.console import Console
-
-    console = Console(file=io.StringIO(), record=True, width=width, color_system=None)
-    console.print(to_rich_table(report))
-    return console.export_text()
-
-
-def to_markdown(report: Report) -> str:
-    """A GitHub markdown table (pastes into docs) followed by the caption in italics."""
-    columns = ("model", *METRIC_COLUMNS)
-    lines = ["| " + " | ".join(_HEADINGS[c] for c in columns) + " |",
-             "|" + "|".join(":---" if c == "model" else "---:" for c in columns) + "|"]
-    for row in report.rows:
-        cells = [row.model.replace("|", "\\|")] + [_cell(c, getattr(row, c)) for c in METRIC_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"_{caption(report)}._"]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(report: Report) -> str:
-    """One line per row with the JSON's column names; empty cells where a metric is unavailable."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("model", *METRIC_COLUMNS))
-    for row in report.rows:
-        values = [_finite(getattr(row, c)) for c in METRIC_COLUMNS]
-        writer.writerow([row.model, *("" if v is None else repr(float(v)) for v in values)])
-    return buffer.getvalue()
-
-
-def to_json_text(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"

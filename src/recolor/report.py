@@ -2,6 +2,7 @@
 
 The contact sheet is one static `index.html` in the output folder with relative links to the
 before/after images and the outputs, so it opens from disk (or from any copy of the folder).
+`contact_page` and `figure` build such a page; `recolor eval --samples` uses them too.
 """
 
 from __future__ import annotations
@@ -97,11 +98,11 @@ figcaption {{ font-size: .85rem; margin-top: .4rem; word-break: break-all; }}
 </head>
 <body>
 <h1>{title}</h1>
-<p>{count} image(s), before (left) and after (right); made {made}. Click an image for the full-size result.</p>
+<p>{intro}</p>
 <div class="grid">
 {figures}
 </div>
-{failures}
+{extra}
 </body>
 </html>
 """
@@ -109,6 +110,21 @@ figcaption {{ font-size: .85rem; margin-top: .4rem; word-break: break-all; }}
 
 def _link(path: Path, root: Path) -> str:
     return quote(path.relative_to(root).as_posix())
+
+
+def figure(*, href: Path, image: Path, root: Path, alt: str, caption_html: str) -> str:
+    """One figure of a contact page: `image` shown, linking to `href`, both relative to the page's `root`."""
+    return (f'<figure><a href="{_link(href, root)}"><img loading="lazy" src="{_link(image, root)}" '
+            f'alt="{html.escape(alt)}"></a><figcaption>{caption_html}</figcaption></figure>')
+
+
+def contact_page(*, title: str, intro_html: str, figures: list[str], extra_html: str = "") -> str:
+    """A static HTML page: a title, a paragraph, a grid of `figure`s and whatever follows them."""
+    return _PAGE.format(title=html.escape(title), intro=intro_html, figures="\n".join(figures), extra=extra_html)
+
+
+def made_at() -> str:
+    return html.escape(time.strftime("%Y-%m-%d %H:%M"))
 
 
 def write_index(plan: Plan, failed: Sequence[Result]) -> Path:
@@ -120,19 +136,18 @@ def write_index(plan: Plan, failed: Sequence[Result]) -> Path:
     for job in sorted(plan.jobs + plan.skipped, key=lambda j: str(j.output)):
         if job.compare is None or id(job) in failed_jobs or not job.compare.exists() or not job.output.exists():
             continue
-        name = html.escape(job.output.relative_to(plan.out).as_posix())
-        figures.append(f'<figure><a href="{_link(job.output, plan.out)}"><img loading="lazy" '
-                       f'src="{_link(job.compare, plan.out)}" alt="{name}"></a>'
-                       f"<figcaption>{name}<br><small>from {html.escape(str(job.source))}</small></figcaption>"
-                       "</figure>")
+        name = job.output.relative_to(plan.out).as_posix()
+        figures.append(figure(href=job.output, image=job.compare, root=plan.out, alt=name,
+                              caption_html=f"{html.escape(name)}<br><small>from {html.escape(str(job.source))}</small>"))
     failures = ""
     if failed:
         items = "".join(f"<li>{html.escape(str(r.job.source))}: {html.escape(r.error.cause)}</li>"
                         for r in failed if r.error is not None)
         failures = f'<h2 class="failed">Failed</h2><ul class="failed">{items}</ul>'
-    page = _PAGE.format(title="recolor: before and after", count=len(figures),
-                        made=html.escape(time.strftime("%Y-%m-%d %H:%M")), figures="\n".join(figures),
-                        failures=failures)
+    page = contact_page(title="recolor: before and after",
+                        intro_html=f"{len(figures)} image(s), before (left) and after (right); made {made_at()}. "
+                                   "Click an image for the full-size result.",
+                        figures=figures, extra_html=failures)
     path = plan.out / "index.html"
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda file: file.write(page.encode("utf-8")))
