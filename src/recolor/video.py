@@ -39,8 +39,8 @@ from recolor.videoio import Frame, VideoReader, VideoWriter
 # 1 / (1 - strength) frames.
 DEFAULT_STRENGTH = 0.8
 # Mean |change of L| (CIE L units, render size, the median change taken out) above which a frame
-# starts a new scene. Within one shot of a grainy, weaving film it stays under 6; between two
-# different photos it is 15 to 30 (benchmarks/video_flicker.py prints it).
+# starts a new scene. Within the shots of benchmarks/video_flicker.py's grainy, flickering, weaving
+# film it stays under 4.5; across its cuts it is 21 to 28 (the benchmark prints it).
 CUT_THRESHOLD = 12.0
 # Local |change of L| (render size, 3x3 mean) at which the past's weight has fallen to 1/e: grain
 # at render size moves L by 2 to 5, an edge that moves by 10 and more.
