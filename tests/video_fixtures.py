@@ -12,7 +12,8 @@ CODECS = {".mp4": ("libx264", "aac"), ".mkv": ("libx264", "aac"), ".mov": ("libx
           ".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", None)}
 
 
-def film_frames(count: int, *, width: int = 64, height: int = 48, noise: float = 0.0, seed: int = 0) -> list[np.ndarray]:
+def film_frames(count: int, *, width: int = 64, height: int = 48, noise: float = 0.0,
+                seed: int = 0) -> list[np.ndarray]:
     """`count` gray frames (H, W) uint8 of one picture (bands, a bright square) plus `noise` (std,
     in levels), different in every frame."""
     rng = np.random.default_rng(seed)

@@ -311,13 +311,12 @@ class ApplyOptions:
 
 @dataclass
 class Result:
-    """What happened to one job: `error` is None when its output was written; a video's `frames`
-    written and `seconds` taken."""
+    """What happened to one job: `error` is None when its output was written; `frames`: a video's
+    frames written."""
 
     job: Job
     error: RecolorError | None = None
     frames: int = 0
-    seconds: float = 0.0
 
 
 JOIN_DEVICES = ("auto", "cpu", "network")

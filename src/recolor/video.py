@@ -19,7 +19,6 @@ whatever the film's length. Reading and writing the files is `recolor.videoio`'s
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -121,7 +120,8 @@ class TemporalSmoother:
     def __call__(self, lightness: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """L (h, w) in [0, 100] and the network's ab (2, h, w) -> the ab to join, (2, h, w)."""
         previous, self._previous = self._previous, lightness
-        if previous is None or previous.shape != lightness.shape or scene_change(previous, lightness) > self.cut_threshold:
+        cut = previous is None or previous.shape != lightness.shape
+        if cut or scene_change(previous, lightness) > self.cut_threshold:
             self.cuts += previous is not None
             self._mean_ab, self._mean_chroma = ab, chroma(ab)
             return ab
@@ -157,7 +157,6 @@ def colorize_video(job: Job, colorizer: Colorizer, joiners: ThreadPoolExecutor, 
     `joiners` and encoded in order; at most two batches' frames are held. `on_video` is told the
     frame count the container states (None: unknown), `on_frames` each frame written.
     """
-    start = time.perf_counter()
     try:
         with VideoReader(job.source) as reader:
             on_video(job, reader.info.frames)
@@ -209,7 +208,7 @@ def colorize_video(job: Job, colorizer: Colorizer, joiners: ThreadPoolExecutor, 
         return Result(job, error)
     except OSError as error:  # mkdir of an output folder, a full disk at the rename
         return Result(job, VideoError(f"{job.output}: cannot be written: {error.strerror or error}"))
-    return Result(job, frames=frames, seconds=time.perf_counter() - start)
+    return Result(job, frames=frames)
 
 
 def colorize_videos(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyOptions = ApplyOptions(),

@@ -112,8 +112,9 @@ class VideoReader:
             self._video = self._container.streams.video[0]
             context = self._video.codec_context
             if context is None or not context.codec.is_decoder:
-                raise VideoError(f"{path}: its video codec ({self._video.codec_context and self._video.codec_context.name}) "
-                                 "cannot be decoded by PyAV's FFmpeg", "convert it with ffmpeg to H.264 first")
+                name = context.name if context is not None else "unknown"
+                raise VideoError(f"{path}: its video codec ({name}) cannot be decoded by PyAV's FFmpeg",
+                                 "convert it with ffmpeg to H.264 first")
             self._video.thread_type = "AUTO"  # frame and slice threads inside FFmpeg's decoder
             self.audio = list(self._container.streams.audio)
             self.info = self._describe()
