@@ -3,8 +3,9 @@
 Builds a gray test film of `--seconds` at 24 fps per `--height` (854 x 480, 1920 x 1080: a slow pan
 across scikit-image's astronaut with grain, H.264 CRF 18, a mono AAC track), colorizes it with
 the built-in model at default settings (temporal smoothing on), and prints frames per second,
-the peak resident memory while colorizing (VmHWM, reset before), and the load average: on a
-shared machine the figures move with it.
+the frames per CPU second that the process got (a figure that moves less with the machine's
+load than the wall-clock one), the peak resident memory while colorizing (VmHWM, reset before),
+and the load average: on a shared machine the wall-clock figures move with it.
 
     PYTHONPATH=src python benchmarks/video_throughput.py --height 480 1080 --seconds 4
     PYTHONPATH=src python benchmarks/video_throughput.py --height 480 --seconds 150   # a long film
@@ -68,18 +69,32 @@ def write_film(path: Path, *, height: int, seconds: float) -> int:
     return count
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads (FFmpeg's and torch's included)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def reset_peak_memory() -> None:
     """Linux: start VmHWM (peak resident memory) over from the current resident size."""
     with open("/proc/self/clear_refs", "w") as file:
         file.write("5")
 
 
-def peak_memory_mib() -> float:
+def _status_mib(key: str) -> float:
     with open("/proc/self/status") as file:
         for line in file:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_memory_mib() -> float:
+    return _status_mib("VmHWM:")
+
+
+def resident_mib() -> float:
+    return _status_mib("VmRSS:")
 
 
 def main() -> None:
@@ -101,15 +116,28 @@ def main() -> None:
             job = Job(source=source, output=Path(folder) / "out.mp4")
             before = os.getloadavg()[0]
             reset_peak_memory()
+            cpu_start = _cpu_seconds()
             start = time.perf_counter()
+            done = [0]
+
+            def progress(count: int) -> None:  # the memory as the film goes by: it must not grow
+                done[0] += count
+                if done[0] % 480 == 0:
+                    print(f"  {done[0]} frames, {time.perf_counter() - start:.0f} s: resident {resident_mib():.0f} MiB, "
+                          f"peak {peak_memory_mib():.0f} MiB", flush=True)
+
             [result] = colorize_videos([job], colorizer, options=ApplyOptions(),
-                                       video=VideoOptions(temporal=args.temporal))
+                                       video=VideoOptions(temporal=args.temporal), on_frames=progress)
             seconds = time.perf_counter() - start
+            cpu = _cpu_seconds() - cpu_start
             if result.error is not None:
                 raise SystemExit(str(result.error))
             size = job.output.stat().st_size / source.stat().st_size
-            print(f"{WIDTHS[height]}x{height}: {result.frames} of {frames} frames ({float(frames / RATE):.0f} s of film) in "
-                  f"{seconds:.1f} s = {result.frames / seconds:.2f} frames/s; peak memory {peak_memory_mib():.0f} MiB; "
+            film = f"{result.frames} of {frames} frames ({float(frames / RATE):.0f} s of film)"
+            print(f"{WIDTHS[height]}x{height}: {film} in "
+                  f"{seconds:.1f} s = {result.frames / seconds:.2f} frames/s ({result.frames / cpu:.2f} frames per "
+                  f"CPU second of this process, {cpu / seconds:.2f} cores' worth on average); peak memory "
+                  f"{peak_memory_mib():.0f} MiB; "
                   f"output {size:.2f}x the input's size; load average {before:.2f} before, "
                   f"{os.getloadavg()[0]:.2f} after", flush=True)
 
