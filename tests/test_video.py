@@ -227,6 +227,8 @@ def test_ctrl_c_leaves_no_partial_film_and_says_what_is_left(tmp_path, model, mo
     monkeypatch.setattr(videoio.VideoWriter, "write", interrupted)
     result = apply(str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32")
     assert result.exit_code == 130
-    assert "interrupted: 1 of 2 file(s) written, 1 left" in " ".join(result.output.split())
+    line = " ".join(result.output.split())
+    assert "interrupted: 1 of 2 file(s) colorized into" in line
+    assert "1 left (the film being colorized was discarded whole)" in line
     written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert written == ["a.mp4"]  # no partial b.mp4, no temporary file

@@ -680,7 +680,7 @@ def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str 
     except KeyboardInterrupt as interrupt:
         done = sum(result.error is None for result in results)
         failed = len(results) - done
-        raise Interrupted(f"{done} of {len(plan.jobs)} file(s) colorized into {plan.out}"
+        raise Interrupted(f"{done} of {len(plan.jobs)} {'file' if films else 'image'}(s) colorized into {plan.out}"
                           + (f" ({failed} failed)" if failed else "") + f", {len(plan.jobs) - done} left"
                           + (" (the film being colorized was discarded whole)" if films else ""),
                           "the same command resumes: the outputs written are skipped") from interrupt
