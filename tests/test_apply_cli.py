@@ -295,7 +295,7 @@ def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(
     (["{in}", "--model", "no_such_model!"], "unknown model"),
     (["{in}", "--render-size", "100"], "multiple of 32"),
     (["{in}", "--device", "tpu"], "unknown device"),
-    (["{empty}"], "no image files"),
+    (["{empty}"], "no image or video files"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path, model, args, words):
     save_gray(tmp_path / "in" / "a.jpg")

@@ -374,7 +374,7 @@ def test_globs_recursion_and_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="no file matches"):
         plan_jobs([str(tmp_path / "*.png")], out=tmp_path / "o")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError, match="no image files"):
+    with pytest.raises(UsageError, match="no image or video files"):
         plan_jobs([str(tmp_path / "empty")], out=tmp_path / "o")
 
 

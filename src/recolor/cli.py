@@ -406,13 +406,18 @@ def eval_command(
 
 
 class ApplyFormat(str, Enum):
-    """`recolor apply --format`: same keeps each input's format (GIF becomes PNG)."""
+    """`recolor apply --format`: same keeps each input's format (GIF becomes PNG); photo formats
+    convert photos, video formats videos (recolor.colorize.OUTPUT_FORMATS)."""
 
     same = "same"
     png = "png"
     jpg = "jpg"
     webp = "webp"
     tiff = "tiff"
+    mp4 = "mp4"
+    mkv = "mkv"
+    mov = "mov"
+    webm = "webm"
 
 
 class Upsample(str, Enum):
@@ -434,8 +439,8 @@ class ApplyPrecision(str, Enum):
 @friendly_errors
 def apply(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", help="Image files, folders or globs. One folder: its contents go straight into --out; "
-                                 "several inputs: each under its own name.", show_default=False)],
+        metavar="INPUT...", help="Image and video files, folders or globs. One folder: its contents go straight "
+                                 "into --out; several inputs: each under its own name.", show_default=False)],
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help=f"A built-in name (see `recolor models list`; default: {DEFAULT_MODEL}), a run or weights folder, "
                               "or a Hugging Face Hub id org/name or org/name@revision.", show_default=False)] = None,
@@ -447,8 +452,13 @@ def apply(
     render_size: Annotated[int, typer.Option(
         min=32, help="Long side in px at which the network runs (a multiple of 32); ab is upsampled to full size.")] = 256,
     format: Annotated[ApplyFormat, typer.Option(
-        "--format", help="Output format; same keeps each input's (GIF becomes PNG).")] = ApplyFormat.same,
-    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG and WebP quality.")] = 95,
+        "--format", help="Output format; same keeps each input's (GIF becomes PNG). png, jpg, webp and tiff convert "
+                         "photos, mp4, mkv, mov and webm videos (each kind keeps its own with the other's).")
+    ] = ApplyFormat.same,
+    quality: Annotated[Optional[int], typer.Option(
+        min=1, max=100, help="JPEG and WebP quality (default 95). Videos: a constant quality (95: about visually "
+                             "lossless); by default 95 at no more than 1.5 times the input's bit rate.",
+        show_default=False)] = None,
     suffix: Annotated[str, typer.Option(help="Added to each output's file stem, e.g. _color.")] = "",
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default they are skipped).")] = False,
     saturation: Annotated[float, typer.Option(
@@ -460,6 +470,10 @@ def apply(
     ] = Upsample.bilinear,
     device: Device = "auto",
     batch_size: BatchSize = 8,
+    temporal: Annotated[bool, typer.Option(
+        help="Videos: smooth the colors over time (reset at scene cuts), so they do not flicker.")] = True,
+    temporal_strength: Annotated[float, typer.Option(
+        min=0.0, max=0.95, help="Videos: the weight of past frames in the smoothing (0.8: about five frames).")] = 0.8,
     precision: Annotated[ApplyPrecision, typer.Option(
         help="The network's numbers: auto is bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), fp16 on CUDA, "
              "else fp32.")] = ApplyPrecision.auto,
@@ -469,12 +483,14 @@ def apply(
              "the same INPUTs and --out, each resumable. For SLURM arrays, xargs or machines sharing a disk; "
              "under torchrun the ranks split the run (or this part) the same way.", show_default=False)] = None,
 ) -> None:
-    """Colorize photos at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
+    """Colorize photos and films at full resolution; outputs keep size, orientation, alpha, EXIF, ICC and dpi.
+
+    Films keep frame count, timing, rotation, audio (copied) and metadata; their colors are smoothed over time.
 
     Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error;
     130: Ctrl-C (the outputs written are whole; the same command resumes).
     """
-    from recolor import colorize, report
+    from recolor import colorize, report, video
     from recolor import shard as sharding
     from recolor.devices import resolve_device
     from recolor.models import DEFAULT_MODEL, load_model
@@ -505,13 +521,20 @@ def apply(
         torch_device = resolve_device(sharding.device_for(device, launch))
         generator, _ = load_model(model, device=torch_device)
         options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
-                                        quality=quality, batch_size=batch_size, cores=sharding.cores_for(launch))
+                                        quality=95 if quality is None else quality, batch_size=batch_size,
+                                        cores=sharding.cores_for(launch))
+        video_options = video.VideoOptions(temporal=temporal, strength=temporal_strength, quality=quality)
         colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
         with report.apply_progress(error_console, disable=not lead) as progress:
             task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision}"
                                      + (f", part {part}" if part else "") + ")", total=len(plan.jobs))
+            frames = report.add_frames_task(progress, plan)
+            films = functools.partial(
+                video.colorize_videos, colorizer=colorizer, options=options, video=video_options,
+                on_video=lambda job, count: report.expect_frames(progress, frames, count),
+                on_frames=lambda count: progress.advance(frames, count))
             summary = colorize.run(plan, colorizer, options=options, format=format.value,
-                                   on_result=lambda result: progress.advance(task))
+                                   on_result=lambda result: progress.advance(task), videos=films)
     total = sharding.gather_summaries(summary, launch)
     if total is None:  # another rank: rank 0 reports for all
         return

@@ -48,6 +48,7 @@ from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_
 # The pixel math lives in recolor.join; these names are re-exported for the engine's callers.
 from recolor.join import UPSAMPLE_MODES, guided_slope, join, lab_to_srgb, lightness, network_lightness  # noqa: F401
 from recolor.join import download, host_pixels, join_tensor, network_lightness_tensor, opencv_threads
+from recolor.videoio import VIDEO_FORMAT_SUFFIXES, VIDEO_SUFFIXES, is_video
 
 # The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
 RENDER_MULTIPLE = 32
@@ -58,7 +59,8 @@ FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"
 # The output formats that recolor.imageio.write_image writes at 16 bits; JPEG, WebP and BMP hold 8.
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
-OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES)
+# Photo formats convert photos and video formats videos; either kind keeps its own with the other.
+OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES, *VIDEO_FORMAT_SUFFIXES)
 # The network's number format: auto is bf16 on CPUs that compute it natively (AMX or AVX-512 BF16:
 # 3 to 4 times as fast as fp32, outputs within a fraction of one ab unit; see
 # benchmarks/apply_speed.py --precision-check), fp16 on CUDA, fp32 elsewhere.
@@ -93,7 +95,7 @@ def _is_hidden(path: Path) -> bool:
 
 
 def _walk(folder: Path, *, recursive: bool, exclude: Path) -> list[Path]:
-    """Image files under `folder` (by suffix), sorted; hidden files and folders and `exclude` skipped."""
+    """Image and video files under `folder` (by suffix), sorted; hidden files and folders and `exclude` skipped."""
     found = []
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
@@ -103,7 +105,7 @@ def _walk(folder: Path, *, recursive: bool, exclude: Path) -> list[Path]:
             dirs[:] = []
         for name in sorted(files):
             path = root_path / name
-            if not name.startswith(".") and path.suffix.lower() in SUPPORTED_SUFFIXES:
+            if not name.startswith(".") and (path.suffix.lower() in SUPPORTED_SUFFIXES or is_video(path)):
                 found.append(path)
     return found
 
@@ -218,8 +220,8 @@ def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool
             seen.add(file.resolve())
             unique.append((file, relative))
     if not unique:
-        raise UsageError(f"no image files found in {', '.join(inputs)}",
-                         f"recolor reads {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+        raise UsageError(f"no image or video files found in {', '.join(inputs)}",
+                         f"recolor reads {', '.join(sorted(SUPPORTED_SUFFIXES | VIDEO_SUFFIXES))}"
                          + ("" if recursive else "; --recursive also looks into sub-folders"))
 
     plan = Plan(out=out)
@@ -227,7 +229,8 @@ def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool
     compare_folder = out / _compare_folder(relative for _, relative in unique)
     gifs = 0
     for file, relative in unique:
-        extension = file.suffix.lower() if format == "same" else FORMAT_SUFFIXES[format]
+        video = is_video(file)
+        extension = (VIDEO_FORMAT_SUFFIXES if video else FORMAT_SUFFIXES).get(format, file.suffix.lower())
         if extension == ".gif":
             extension, gifs = ".png", gifs + 1
         output = names.claim(out / relative / f"{file.stem}{suffix}{extension}")
@@ -237,7 +240,7 @@ def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool
         if inside is not None:
             raise UsageError(f"the output {output} would land in the input folder {inside}, where the next run "
                              "would read it as an input", "choose an --out outside the input folder")
-        preview = names.claim(compare_folder / relative / f"{output.stem}.jpg") if compare else None
+        preview = names.claim(compare_folder / relative / f"{output.stem}.jpg") if compare and not video else None
         job = Job(source=file, output=output, compare=preview)
         done = output.exists() and (preview is None or preview.exists())
         (plan.skipped if done and not overwrite else plan.jobs).append(job)
@@ -308,10 +311,12 @@ class ApplyOptions:
 
 @dataclass
 class Result:
-    """What happened to one job: `error` is None when its output was written."""
+    """What happened to one job: `error` is None when its output was written; `frames`: a video's
+    frames written."""
 
     job: Job
     error: RecolorError | None = None
+    frames: int = 0
 
 
 JOIN_DEVICES = ("auto", "cpu", "network")
@@ -465,8 +470,19 @@ class Colorizer:
         return (ab_norm.float().cpu() * AB_SCALE).contiguous()
 
 
+def cpu_join_threads(options: ApplyOptions, colorizer: Colorizer) -> tuple[int, int | None]:
+    """(I/O threads, torch's threads) for a run whose join is on the CPU, sized as
+    `colorize_files` sizes them: torch gets the cores the I/O threads leave (at least 1)."""
+    cores = options.cores or os.cpu_count() or 1
+    io_threads = options.io_threads or min(4, cores)
+    threads = options.network_threads
+    if threads is None and colorizer.device.type == "cpu":
+        threads = max(1, cores - io_threads)
+    return io_threads, threads
+
+
 @contextlib.contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
+def torch_threads(count: int | None) -> Iterator[None]:
     """torch's intra-op threads set to `count` (None: left alone) inside the block."""
     if count is None:
         yield
@@ -563,7 +579,7 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
     # One OpenCV thread per join: the joins already run side by side, one per encoding thread.
     with ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-read") as readers, \
             ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-write") as writers, \
-            _torch_threads(threads), opencv_threads(1):
+            torch_threads(threads), opencv_threads(1):
         try:
             while pending or reading or ready or writing:
                 admit()
@@ -607,27 +623,38 @@ def _take_batch(ready: list[_Prepared], batch_size: int) -> list[_Prepared]:
 
 
 def output_format_for(format: str) -> str | None:
-    """The writer's format for `--format` (None: from each output's suffix)."""
-    return None if format == "same" else {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF"}[format]
+    """The writer's format for `--format` (None: from each output's suffix, also for video formats)."""
+    return {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF"}.get(format)
 
 
 @dataclass
 class Summary:
-    """Counts and timing of one apply run."""
+    """Counts and timing of one apply run; `frames` and `video_seconds` are its videos' part."""
 
     done: int
     skipped: int
     failed: list[Result]
     seconds: float
+    frames: int = 0
+    videos: int = 0
+    video_seconds: float = 0.0
 
     @property
     def images_per_second(self) -> float:
-        return self.done / self.seconds if self.seconds > 0 else 0.0
+        photo_seconds = self.seconds - self.video_seconds
+        return (self.done - self.videos) / photo_seconds if photo_seconds > 0 else 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.video_seconds if self.video_seconds > 0 else 0.0
 
 
 def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
-        on_result: Callable[[Result], None] = lambda result: None) -> Summary:
-    """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.report.write_index).
+        on_result: Callable[[Result], None] = lambda result: None,
+        videos: Callable[..., list[Result]] | None = None) -> Summary:
+    """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.report.write_index); its
+    videos go to `videos(jobs, on_result=...)`: `recolor.video.colorize_videos` with its options
+    bound (a module above this one, which this one does not import).
 
     Ctrl-C raises Interrupted, saying how many outputs were written and how many are left.
     """
@@ -638,15 +665,27 @@ def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str 
         results.append(result)
         on_result(result)
 
+    photos = [job for job in plan.jobs if not is_video(job.source)]
+    films = [job for job in plan.jobs if is_video(job.source)]
+    if films and videos is None:
+        raise ValueError("the plan holds videos: pass videos=")
+    video_seconds = 0.0
     try:
-        colorize_files(plan.jobs, colorizer, options=options, output_format=output_format_for(format),
+        colorize_files(photos, colorizer, options=options, output_format=output_format_for(format),
                        on_result=record)
+        if films:
+            video_start = time.perf_counter()
+            videos(films, on_result=record)
+            video_seconds = time.perf_counter() - video_start
     except KeyboardInterrupt as interrupt:
         done = sum(result.error is None for result in results)
         failed = len(results) - done
-        raise Interrupted(f"{done} of {len(plan.jobs)} image(s) colorized into {plan.out}"
-                          + (f" ({failed} failed)" if failed else "") + f", {len(plan.jobs) - done} left",
+        raise Interrupted(f"{done} of {len(plan.jobs)} {'file' if films else 'image'}(s) colorized into {plan.out}"
+                          + (f" ({failed} failed)" if failed else "") + f", {len(plan.jobs) - done} left"
+                          + (" (the film being colorized was discarded whole)" if films else ""),
                           "the same command resumes: the outputs written are skipped") from interrupt
     seconds = time.perf_counter() - start
     failed = [r for r in results if r.error is not None]
-    return Summary(done=len(results) - len(failed), skipped=len(plan.skipped), failed=failed, seconds=seconds)
+    done_videos = [r for r in results if r.error is None and is_video(r.job.source)]
+    return Summary(done=len(results) - len(failed), skipped=len(plan.skipped), failed=failed, seconds=seconds,
+                   frames=sum(r.frames for r in done_videos), videos=len(done_videos), video_seconds=video_seconds)

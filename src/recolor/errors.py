@@ -68,3 +68,8 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(cause)
         self.cause = cause
         self.fix = fix
+
+
+class VideoError(RecolorError):
+    """A video that cannot be read, decoded or written: truncated, no video stream, a codec that
+    this FFmpeg lacks, or PyAV not installed."""

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, \
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, \
     TimeRemainingColumn
 from rich.text import Text
 
@@ -24,13 +24,15 @@ if TYPE_CHECKING:
 
 
 class _RateColumn(ProgressColumn):
-    """Images per second over the whole run so far (rich's own speed column is for bytes)."""
+    """Images (or a task's `unit`, such as fps) per second over the whole run so far (rich's own speed column is
+    for bytes)."""
 
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
+        unit = task.fields.get("unit", "img/s")
         if not task.completed or elapsed <= 0:
-            return Text("-- img/s", style="progress.data.speed")
-        return Text(f"{task.completed / elapsed:.2f} img/s", style="progress.data.speed")
+            return Text(f"-- {unit}", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:.2f} {unit}", style="progress.data.speed")
 
 
 def apply_progress(console: Console, *, disable: bool = False) -> Progress:
@@ -38,6 +40,25 @@ def apply_progress(console: Console, *, disable: bool = False) -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     _RateColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
                     disable=disable)
+
+
+def add_frames_task(progress: Progress, plan: Plan) -> TaskID | None:
+    """A second bar that counts the frames of the plan's videos (None when it holds none); its total
+    grows as each video is opened (`expect_frames`)."""
+    from recolor.videoio import is_video
+
+    if not any(is_video(job.source) for job in plan.jobs):
+        return None
+    return progress.add_task("frames", total=None, unit="fps", start=False)
+
+
+def expect_frames(progress: Progress, task: TaskID | None, frames: int | None) -> None:
+    """Add a video's frame count (None: unknown, the bar shows no total) to the frames bar."""
+    if task is None:
+        return
+    progress.start_task(task)
+    current = next(t.total for t in progress.tasks if t.id == task)
+    progress.update(task, total=None if frames is None else (current or 0) + frames)
 
 
 def print_plan(plan: Plan, console: Console, *, dry_run: bool) -> None:
@@ -62,7 +83,9 @@ def print_plan(plan: Plan, console: Console, *, dry_run: bool) -> None:
 
 def print_summary(summary: Summary, console: Console, error_console: Console) -> None:
     """One line of counts and time, then one line per failed file with its reason."""
-    rate = f", {summary.images_per_second:.2f} images/s" if summary.done else ""
+    rate = f", {summary.images_per_second:.2f} images/s" if summary.done > summary.videos else ""
+    if summary.frames:
+        rate += f", {summary.frames} video frames at {summary.frames_per_second:.2f} frames/s"
     console.print(f"done {summary.done}, skipped {summary.skipped}, failed {len(summary.failed)} "
                   f"in {summary.seconds:.1f} s{rate}", highlight=False)
     for result in summary.failed:
