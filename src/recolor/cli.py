@@ -391,7 +391,8 @@ def eval_command(
         typer.echo(render(report), nl=False)
     for name, reason in report.unavailable.items():
         if perceptual or name not in ev.PERCEPTUAL:  # --no-perceptual needs no reminder
-            error_console.print(f"[yellow]{name} unavailable:[/] {reason}", highlight=False, soft_wrap=True)
+            # Reasons hold install commands such as `pip install "recolor-cli[train]"`: not markup.
+            error_console.print(f"[yellow]{name} unavailable:[/] {escape(reason)}", highlight=False, soft_wrap=True)
     shown = 20
     if report.skipped:
         error_console.print(f"[yellow]left out {len(report.skipped)} image(s):[/]", highlight=False)

@@ -106,12 +106,16 @@ class PreparedVal(Dataset):
         self.images = PreparedImages(data_dir, "val")
         self.data_dir = data_dir
         self.size = size
+        self._keys: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def name(self, index: int) -> str:
-        return f"{self.data_dir} val #{index}"
+        """`DATA val #i: source/file.jpg`, the photo's source file as prepare recorded it."""
+        if self._keys is None:
+            self._keys = self.images.keys()
+        return f"{self.data_dir} val #{index}: {self._keys[index]}"
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         image = self.images[index]
