@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 from pathlib import Path
@@ -214,8 +215,23 @@ def test_init_from_starts_a_new_run_from_another_runs_networks(data, tmp_path, t
                                                                "init_from": str(two_epochs)})
     with pytest.raises(UsageError, match="other networks"):
         train("gan", data, out=tmp_path, name="wide", settings={**TINY, "width": 16, "init_from": str(two_epochs)})
-    with pytest.raises(UsageError, match="no checkpoint.pt"):
+    with pytest.raises(UsageError, match="not a run folder"):
         train("gan", data, out=tmp_path, name="none", settings={**TINY, "init_from": str(tmp_path / "missing")})
+
+
+def test_init_from_a_model_folder_takes_its_generator_and_a_new_critic(data, tmp_path, two_epochs):
+    model = tmp_path / "model"          # what `recolor apply --model` reads: no checkpoint, no critic
+    model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(two_epochs / name, model / name)
+    frozen = {"lr_g": 0.0, "lr_d": 0.0}
+    result = train("gan", data, out=tmp_path, name="more", overrides=frozen,
+                   settings={**TINY, "epochs": 1, "steps_per_epoch": 1, "init_from": str(model)})
+    assert result.epochs_done == 1
+    source = _weights(two_epochs)
+    assert all(torch.equal(_weights(tmp_path / "more")[key], source[key]) for key in source if key.endswith(".weight"))
+    with pytest.raises(UsageError, match="another generator"):
+        train("gan", data, out=tmp_path, name="wide", settings={**TINY, "width": 16, "init_from": str(model)})
 
 
 def test_no_gan_warm_up_trains_the_generator_alone_and_the_recipes_start_from_it(data, tmp_path):

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from recolor.errors import ModelError, UsageError
+from recolor.models import BUILTIN_MODELS
 
 CONFIG_NAME = "config.json"  # the names of recolor.nn.pretrained, which imports torch
 WEIGHTS_NAME = "model.safetensors"
@@ -425,8 +426,13 @@ def _derived_deviations(config: dict[str, Any]) -> list[str]:
         else:
             found.append(f"{key} set to {_fmt(value)}")
     if training.get("init_from"):
-        found.append(f"fine-tuned: started from the networks of run `{Path(training['init_from']).name}` "
-                     "(`--init-from`), not from random weights")
+        source = training["init_from"]
+        if source in BUILTIN_MODELS:
+            found.append(f"trained further: started from the generator of the built-in model `{source}` "
+                         "(`--init-from`), with a new critic")
+        else:
+            found.append(f"fine-tuned: started from the networks of run `{Path(source).name}` "
+                         "(`--init-from`), not from random weights")
     encoder = config["generator"].get("encoder", "unet")
     if encoder != "unet":
         found.append(f"the generator's encoder is the ImageNet-pretrained {ENCODER_TEXT.get(encoder, encoder)} "

@@ -190,10 +190,11 @@ def train(
         help="Run folder name under --out (default: the recipe's name).", show_default=False)] = None,
     resume: Annotated[Optional[str], typer.Option(
         help="Continue a run: its folder, or its name under --out.", show_default=False)] = None,
-    init_from: Annotated[Optional[Path], typer.Option(
+    init_from: Annotated[Optional[str], typer.Option(
         "--init-from", help="Start a new run from another run's networks (same generator: encoder, width, norm): "
         "fine-tune at another --size or with other losses, or start a recipe from a --no-gan warm-up; the critic "
-        "carries over from a run of the same recipe; optimizers and epochs start afresh.", show_default=False)] = None,
+        "carries over from a run of the same recipe; optimizers and epochs start afresh. Also a model (built-in "
+        "name, weights folder or Hub id): its generator, with a new critic.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto; with --resume: "
              "the run's).", show_default=False)] = None,
@@ -288,7 +289,7 @@ def train(
         "steps_per_epoch": steps_per_epoch, "workers": workers, "device": device,
         "precision": precision.value if precision is not None else None,
         "compile": compile, "channels_last": channels_last,
-        "init_from": str(init_from) if init_from is not None else None, "keep_epochs": keep_epochs,
+        "init_from": init_from, "keep_epochs": keep_epochs,
         "encoder": encoder, "encoder_frozen_epochs": encoder_frozen_epochs, "encoder_tune": encoder_tune,
         "encoder_lr_scale": encoder_lr_scale, "old_photo": old_photo, "gan": gan,
     }

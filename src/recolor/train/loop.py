@@ -351,8 +351,8 @@ class _Trainer:
         """
         path = source / CHECKPOINT_NAME if source.is_dir() else source
         if not path.is_file():
-            raise UsageError(f"--init-from {source}: no {CHECKPOINT_NAME} there",
-                             "point --init-from at a run folder written by `recolor train`")
+            self._start_from_model(str(source))
+            return
         checkpoint = load_checkpoint(path)
         recipe_name = self.plan.recipe_name
         saved = checkpoint["settings"]
@@ -369,6 +369,35 @@ class _Trainer:
             raise UsageError(f"--init-from {source} has other networks (width {saved.get('width')}, "
                              f"overrides {checkpoint['overrides']})",
                              f"use --width {saved.get('width')} and the same --d-layers as that run") from None
+
+    def _start_from_model(self, spec: str) -> None:
+        """Start from a trained model's generator: a built-in name, a weights folder or a Hub id.
+
+        A model keeps no critic and no optimizer state, so both start afresh, as from a warm-up.
+        This is how a built-in model is trained further (`--init-from progan`) once its run
+        folder is gone: the safetensors hold every weight of the generator, BatchNorm statistics
+        included.
+        """
+        from recolor.models import resolve_model
+        from recolor.nn.pretrained import read_config
+
+        try:
+            folder = resolve_model(spec)
+        except UsageError:
+            raise UsageError(f"--init-from {spec}: not a run folder (no {CHECKPOINT_NAME}) and not a model",
+                             "point --init-from at a run folder written by `recolor train`, a built-in model "
+                             "name or a folder holding config.json + model.safetensors") from None
+        theirs = read_config(folder).get("generator", {})
+        ours = self.generator.config
+        if theirs != ours:
+            raise UsageError(f"--init-from {spec} has another generator ({_describe(theirs)}) than this run's "
+                             f"({_describe(ours)})",
+                             f"use --encoder {theirs.get('encoder', UNET)} --width {theirs.get('width')} "
+                             f"--g-norm {theirs.get('norm')}")
+        from recolor.nn.pretrained import load_generator
+
+        trained, _ = load_generator(folder)
+        self.generator.load_state_dict(trained.state_dict())
 
     # -- one batch -----------------------------------------------------------------------------
 
@@ -697,3 +726,7 @@ class _Trainer:
         if self.display is not None:
             self.display.epoch_end(metrics)
         return metrics
+
+
+def _describe(generator: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in generator.items())

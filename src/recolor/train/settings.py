@@ -46,7 +46,7 @@ class TrainSettings:
     precision: str = "auto"
     compile: bool = False
     channels_last: bool | None = None    # None: on for CUDA, off for CPU
-    init_from: str | None = None         # a run folder whose networks a new run starts from (fine-tuning)
+    init_from: str | None = None         # a run folder or a model whose networks a new run starts from
     keep_epochs: bool = False            # also keep each epoch's generator in epochs/epoch_NNN/
     encoder: str = UNET                  # the generator's encoder: the note's U-Net or a pretrained network
     encoder_frozen_epochs: int = 1       # a pretrained encoder stays frozen in epochs 1..N (DeOldify)
