@@ -75,6 +75,11 @@ def test_encoder_generator_shapes_parts_and_frozen_statistics():
 def test_encoder_generator_round_trips_through_a_weights_folder_and_the_apply_engine(tmp_path):
     torch.manual_seed(0)
     generator = EncoderUNetGenerator(width=8).eval()
+    for norm in generator.modules():  # statistics far from the identity, so that folding them shows
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.data.uniform_(0.5, 1.5)
     save_generator(generator, tmp_path / "model")
     loaded, config = load_generator(tmp_path / "model")
     assert config["generator"]["encoder"] == LITE0
@@ -82,7 +87,10 @@ def test_encoder_generator_round_trips_through_a_weights_folder_and_the_apply_en
     with torch.no_grad():
         assert torch.equal(loaded(l_norm), generator(l_norm))
     # The apply engine's inference copy (folded BatchNorms, channels_last) computes the same colors.
+    # timm's BatchNormAct2d included, and in calls of CPU_NETWORK_PIXELS (5 images: 3 calls here).
     colorizer = Colorizer(loaded, torch.device("cpu"), precision="fp32")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in colorizer._network.modules())
+    l_norm = torch.rand(5, 1, 256, 256) * 2 - 1
     ab = colorizer.ab((l_norm[:, 0] + 1) * 50)
     with torch.no_grad():
         expected = generator(l_norm) * 110

@@ -65,6 +65,12 @@ OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES, *VIDEO_FORMAT_SUFFIXES)
 # 3 to 4 times as fast as fp32, outputs within a fraction of one ab unit; see
 # benchmarks/apply_speed.py --precision-check), fp16 on CUDA, fp32 elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
+# Pixels per network call on the CPU (two 256 px images). The activations of larger calls are
+# freed and allocated afresh in blocks above what glibc's malloc keeps for reuse, and the kernel
+# then maps and zeroes their pages on every call: 8,000-30,000 page faults per call of 8 images
+# and up to a fifth of the network's time with the EfficientNet-Lite0 generator; calls of two
+# fault none (benchmarks/apply_speed.py --stages prints the network's time).
+CPU_NETWORK_PIXELS = 2 * 256 * 256
 COMPARE_FOLDER = "compare"
 
 
@@ -400,19 +406,26 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def _fold_batch_norms(module: torch.nn.Module) -> None:
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in a Sequential into the
-    conv's weights and bias, in place: the same function, one pass over each activation fewer."""
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into the conv's weights and
+    bias, in place: the same function, one pass over each activation fewer.
+
+    "Directly follows" is the order of a module's children: the order they run in for an
+    nn.Sequential (the note's ConvBlocks) and for timm's EfficientNet blocks (conv_pw, bn1,
+    conv_dw, bn2, ...), whose BatchNormAct2d keeps its activation: the norm is replaced by what
+    comes after it (dropout, identity at eval, then the activation). tests/test_colorize.py checks
+    that the folded network computes what the unfolded one does, for both generators.
+    """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    for sequence in module.modules():
-        if not isinstance(sequence, torch.nn.Sequential):
-            continue
-        for index in range(len(sequence) - 1):
-            conv, norm = sequence[index], sequence[index + 1]
-            if (isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d)
+    for parent in list(module.modules()):
+        children = list(parent.named_children())
+        for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+            if not (isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d)
                     and norm.track_running_stats and not norm.training):
-                sequence[index] = fuse_conv_bn_eval(conv, norm)
-                sequence[index + 1] = torch.nn.Identity()
+                continue
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
+            after = [part for part in (getattr(norm, "drop", None), getattr(norm, "act", None)) if part is not None]
+            setattr(parent, norm_name, torch.nn.Sequential(*after) if after else torch.nn.Identity())
 
 
 def _channels_last_input(lightness: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -458,7 +471,9 @@ class Colorizer:
         l_norm = lightness_batch[:, None] / 50 - 1
         if self.device.type == "cpu":
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            ab_norm = self._network(_channels_last_input(l_norm, dtype))
+            step = max(1, CPU_NETWORK_PIXELS // (l_norm.shape[-2] * l_norm.shape[-1]))
+            ab_norm = torch.cat([self._network(_channels_last_input(l_norm[start:start + step], dtype))
+                                 for start in range(0, len(l_norm), step)])
         else:
             # Half precision on CUDA: the U-Net's output is a tanh, and the Lab join runs in float32.
             dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
