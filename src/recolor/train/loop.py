@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from recolor import __version__
+from recolor.allocator import keep_freed_memory
 from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
 from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
@@ -145,6 +146,7 @@ def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs"
     Raises TrainingError on a NaN or infinite loss (the last good checkpoint stays).
     """
     settings = dict(settings or {})
+    keep_freed_memory()  # a fifth less CPU per step on the CPU: see recolor.allocator
     ctx = setup_distributed(str(settings.get("device") or "auto"))
     try:
         plan = plan_run(recipe_name, Path(data) if data is not None else None, out=Path(out), name=name,

@@ -1,0 +1,43 @@
+"""glibc's malloc told to keep the memory torch frees, so large CPU tensors are not page-faulted
+afresh at every step.
+
+glibc gives blocks above its mmap threshold (dynamic, at most 32 MiB on 64-bit Linux) straight to
+the kernel and unmaps them on free, and returns free memory at the top of the heap beyond its trim
+threshold. A training step allocates and frees the same large activations every time, so the
+kernel maps and zeroes their pages again at every step. Measured on this project's 2-core CPU
+(EfficientNet-Lite0 generator, batch 16 at 224 px, bf16, one thread, 16 steps, under load): by
+default 49,000-91,000 page faults and 1.84-2.16 s of CPU per step; with both thresholds raised,
+none after the first steps and 1.61-1.73 s, the resident memory steady at 2,252 MB against a peak
+of 2,179 MB (3% more). PyTorch's CPU performance guide recommends jemalloc or tcmalloc through
+LD_PRELOAD for the same reason; this needs no preloading. Used by `recolor train` only: apply
+keeps its network calls small instead (recolor.colorize.CPU_NETWORK_PIXELS), and its peak memory
+at 24 MP is a target of its own. Elsewhere than on glibc it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+
+# mallopt parameters, from glibc's malloc.h.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# Blocks up to this size are reused rather than unmapped: larger than any activation of a training
+# batch or of a 24 MP photo's planes, small enough that a huge allocation still goes to mmap.
+KEEP_BLOCKS_UP_TO = 1 << 30
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process (once); True if it took effect."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # only glibc has it: musl's mallopt is a stub
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * KEEP_BLOCKS_UP_TO))
