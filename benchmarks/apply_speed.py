@@ -1,7 +1,7 @@
 """`recolor apply` against the floor of only decoding and encoding: marginal cost, start-up, peak memory.
 
     PYTHONPATH=src python benchmarks/apply_speed.py [--model NAME] [--count-1mp 24] [--count-24mp 3]
-        [--device cpu] [--repeat 2] [--stages] [--precision-check]
+        [--device cpu] [--repeat 2] [--apply-args "..."] [--stages] [--precision-check]
 
 For each case (1 MP = 1224 x 816, 24 MP = 6000 x 4000; synthetic grayscale JPEGs, quality 90,
 smooth shapes and grain) it prints, in one run:
@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--count-1mp", type=int, default=24)
     parser.add_argument("--count-24mp", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each timing; the best is printed")
+    parser.add_argument("--apply-args", default="", help='more options for recolor apply, e.g. "--batch-size 2"')
     parser.add_argument("--stages", action="store_true", help="also time each stage of the current tree")
     parser.add_argument("--precision-check", action="store_true", help="also print fp32 vs bf16 PSNR")
     parser.add_argument("--floor-child", nargs=3, metavar=("FOLDER", "OUT", "THREADS"), help=argparse.SUPPRESS)
@@ -194,7 +195,7 @@ def main() -> None:
     import recolor
 
     print(f"recolor from {Path(recolor.__file__).parent}; {os.cpu_count()} cores; model {args.model or 'default'} on "
-          f"{args.device}; best of {args.repeat}; {load()} at start")
+          f"{args.device}{'; apply ' + args.apply_args if args.apply_args else ''}; best of {args.repeat}; {load()} at start")
     print("wall ms per photo (CPU ms per photo, all threads); the load average (1 / 5 min) beside each")
     print(f"{'case':>5} | {'floor':>30} | {'apply marginal':>34} | {'floor/apply':>11} | "
           f"{'start-up s':>22} | peak RSS MB (apply N / apply 1 / floor)")
@@ -216,7 +217,7 @@ def main() -> None:
             def apply(folder: str):
                 return run_child([sys.executable, "-m", "recolor", "apply", str(root / case / folder), "--out",
                                   str(root / case / f"out-{folder}"), "--overwrite", "--device", args.device,
-                                  *(["--model", args.model] if args.model else [])], env)
+                                  *(["--model", args.model] if args.model else []), *args.apply_args.split()], env)
 
             many = best(args.repeat, lambda: apply("all"))
             many_load = load()

@@ -40,4 +40,5 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * KEEP_BLOCKS_UP_TO))
+    mmap_set = mallopt(_M_MMAP_THRESHOLD, KEEP_BLOCKS_UP_TO)
+    return bool(mmap_set) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * KEEP_BLOCKS_UP_TO - 1))
