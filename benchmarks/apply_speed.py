@@ -15,7 +15,12 @@ smooth shapes and grain) it prints, in one run:
   (time(N) - time(1)) / (N - 1), its start-up (command to first photo written, less that photo)
   time(1) - marginal;
 - the ratio floor / marginal (1 would be apply at the cost of decoding; the goal is >= 0.5) and
-  each process's peak resident memory (ru_maxrss from wait4).
+  each process's peak resident memory (ru_maxrss from wait4);
+- in-process: wall ms per photo from apply's own summary line ("done N ... in X s, R images/s",
+  its timer from the first photo read to the last written) and floor / that. The marginal above is
+  a difference of two whole runs, whose start-ups (imports) vary by a few tenths of a second from
+  run to run: with N = 24 that moves it by 10-20 ms per photo. The in-process figure has no
+  start-up in it, and is the one to read for the per-photo cost.
 
 Each figure comes as wall time and as CPU time (the process's, all threads: from wait4 for the
 commands, process_time for the floor), which other processes on a shared machine disturb less:
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -197,7 +203,7 @@ def main() -> None:
     print(f"recolor from {Path(recolor.__file__).parent}; {os.cpu_count()} cores; model {args.model or 'default'} on "
           f"{args.device}{'; apply ' + args.apply_args if args.apply_args else ''}; best of {args.repeat}; {load()} at start")
     print("wall ms per photo (CPU ms per photo, all threads); the load average (1 / 5 min) beside each")
-    print(f"{'case':>5} | {'floor':>30} | {'apply marginal':>34} | {'floor/apply':>11} | "
+    print(f"{'case':>5} | {'floor':>30} | {'apply marginal':>34} | {'floor/apply':>11} | {'in-process':>17} | "
           f"{'start-up s':>22} | peak RSS MB (apply N / apply 1 / floor)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -225,9 +231,11 @@ def main() -> None:
             one_load = load()
             marginal = (many[0] - one[0]) / (count - 1) * 1000
             marginal_cpu = (many[3] - one[3]) / (count - 1) * 1000
+            rate = re.search(r"([0-9.]+) images/s", many[2])
+            own = f"{1000 / float(rate.group(1)):6.1f} ({floor_ms * float(rate.group(1)) / 1000:4.2f})" if rate else "—"
             print(f"{case:>5} | {floor_ms:6.1f} ({floor_cpu:6.1f}) {floor_load:>15} | {marginal:6.1f} ({marginal_cpu:6.1f}) "
                   f"{many_load:>15} N={count} | {floor_ms / marginal:5.2f} ({floor_cpu / marginal_cpu:4.2f}) | "
-                  f"{one[0] - marginal / 1000:5.2f} ({one[3] - marginal_cpu / 1000:5.2f}) {one_load:>11} | "
+                  f"{own:>17} | {one[0] - marginal / 1000:5.2f} ({one[3] - marginal_cpu / 1000:5.2f}) {one_load:>11} | "
                   f"{many[1]:.0f} / {one[1]:.0f} / {floor_run[1]:.0f}", flush=True)
             if args.stages:
                 stages(root / case / "all", out, args.model or default_model(), args.device)

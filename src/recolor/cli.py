@@ -471,7 +471,9 @@ def apply(
         help="bilinear, or guided: ab follows the edges of the full-resolution L (a guided filter's slope).")
     ] = Upsample.bilinear,
     device: Device = "auto",
-    batch_size: BatchSize = 8,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Images per batch (default: 4 on the CPU, 8 on a GPU: recolor.colorize.default_batch_size).",
+        show_default=False)] = None,
     temporal: Annotated[bool, typer.Option(
         help="Videos: smooth the colors over time (reset at scene cuts), so they do not flicker.")] = True,
     temporal_strength: Annotated[float, typer.Option(
@@ -523,7 +525,8 @@ def apply(
         torch_device = resolve_device(sharding.device_for(device, launch))
         generator, _ = load_model(model, device=torch_device)
         options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
-                                        quality=95 if quality is None else quality, batch_size=batch_size,
+                                        quality=95 if quality is None else quality,
+                                        batch_size=batch_size or colorize.default_batch_size(torch_device),
                                         cores=sharding.cores_for(launch))
         video_options = video.VideoOptions(temporal=temporal, strength=temporal_strength, quality=quality)
         colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
