@@ -428,8 +428,10 @@ def evaluate(
     `on_start(total)` is called once the photos are listed, `on_batch(count)` after each batch
     (for a progress bar). Images that cannot be read are left out and listed in `Report.skipped`.
     """
+    from recolor.allocator import keep_freed_memory
     from recolor.devices import resolve_device
 
+    keep_freed_memory()  # each batch's tensors are the same sizes: see recolor.allocator
     started = time.perf_counter()
     if size < 32:
         raise UsageError(f"--size {size} is too small", "use --size 32 or more (256 is the protocol)")
