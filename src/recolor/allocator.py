@@ -4,18 +4,18 @@ afresh at every step.
 glibc gives blocks above its mmap threshold (dynamic, at most 32 MiB on 64-bit Linux) straight to
 the kernel and unmaps them on free, and returns free memory at the top of the heap beyond its trim
 threshold. A training step allocates and frees the same large activations every time, so the
-kernel maps and zeroes their pages again at every step. Measured on this project's 2-core CPU
-(EfficientNet-Lite0 generator, batch 16 at 224 px, bf16, one thread, 16 steps, under load): by
-default 49,000-91,000 page faults and 1.84-2.16 s of CPU per step; with both thresholds raised,
-none after the first steps and 1.61-1.73 s, the resident memory steady at 2,252 MB against a peak
-of 2,179 MB (3% more). PyTorch's CPU performance guide recommends jemalloc or tcmalloc through
-LD_PRELOAD for the same reason; this needs no preloading. `recolor eval` batches are alike too:
-300 photos, gray and one model, idle machine, 39.5 s (22 s of it in the kernel) by default, 18.1-23.0
-s with this, for a peak of 2,122 MB against 1,812. Used by `recolor train` and `recolor eval`;
-apply keeps its network calls small instead (recolor.colorize.CPU_NETWORK_PIXELS), and its peak
-memory at 24 MP is a target of its own: tried there, three alternated runs of 96 photos at 1 MP
-and of 6 at 24 MP showed no gain beyond the run-to-run spread, for 70 MB more at 1 MP. Elsewhere
-than on glibc it does nothing.
+kernel maps and zeroes their pages again at every step. `benchmarks/page_faults.py` on this
+project's 2-core CPU (EfficientNet-Lite0 generator, batch 16 at 224 px, bf16, one thread, idle):
+by default 64,000-91,000 page faults and 1.55-1.68 s of CPU per step; with both thresholds raised,
+0-7,000 faults and 1.43-1.56 s, resident memory 2,040 MB against 1,800 (13% more). Under load the
+gap was wider (1.84-2.16 against 1.61-1.73 s, with other jobs on the cores). PyTorch's CPU
+performance guide recommends jemalloc or tcmalloc through LD_PRELOAD for the same reason; this
+needs no preloading. `recolor eval` batches are alike too: 300 photos, gray and one model, idle,
+31.2-39.5 s (22 s of kernel time) by default, 18.1-23.0 s with this, for a peak of 2,122 MB
+against 1,812 (docs/evaluation.md has the command). Used by `recolor train` and `recolor eval`;
+apply's peak memory at 24 MP is a target of its own: tried there, three alternated runs of 96
+photos at 1 MP and of 6 at 24 MP showed no gain beyond the run-to-run spread, for 70 MB more at
+1 MP. Elsewhere than on glibc it does nothing.
 """
 
 from __future__ import annotations

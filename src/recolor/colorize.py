@@ -65,15 +65,17 @@ OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES, *VIDEO_FORMAT_SUFFIXES)
 # 3 to 4 times as fast as fp32, outputs within a fraction of one ab unit; see
 # benchmarks/apply_speed.py --precision-check), fp16 on CUDA, fp32 elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
-# Pixels per network call on the CPU (two 256 px images). The activations of larger calls are
-# freed and allocated afresh in blocks above what glibc's malloc keeps for reuse, and the kernel
-# then maps and zeroes their pages on every call: 8,000-30,000 page faults per call of 8 images
-# and up to a fifth of the network's time with the EfficientNet-Lite0 generator; calls of two
-# fault none (benchmarks/apply_speed.py --stages prints the network's time).
+# Pixels per network call on the CPU (two 256 px images), so that no activation of one call is
+# above the 32 MiB beyond which glibc always unmaps freed blocks (calls of 8 images at 256 px
+# reach 34 MB). Whether smaller blocks are reused depends on malloc's history: on an idle machine
+# calls of 2, 4 and 8 images page-fault 0-23,000, 0-22,000 and 8,000-36,000 times per 8 images and
+# cost 16.8-22.2, 16.0-20.9 and 17.7-21.0 CPU ms per image, run to run
+# (benchmarks/page_faults.py): no reliable difference in time.
 CPU_NETWORK_PIXELS = 2 * 256 * 256
 # Photos per batch. On the CPU, batches of 4 keep decoding, the network and encoding flowing side
 # by side better than 8: 43.7-46.7 against 40.1-40.6 photos/s at 1 MP on 2 cores, the EfficientNet
-# default, three alternated runs of 96 photos each. On a GPU (not measured) it stays 8.
+# default (96 photos made by benchmarks/apply_speed.py's make_photos; `recolor apply DIR --out OUT
+# --overwrite --batch-size B`, its summary line; three alternated runs). On a GPU (not measured) 8.
 CPU_BATCH_SIZE = 4
 DEVICE_BATCH_SIZE = 8
 COMPARE_FOLDER = "compare"
@@ -422,8 +424,9 @@ def _fold_batch_norms(module: torch.nn.Module) -> None:
     "Directly follows" is the order of a module's children: the order they run in for an
     nn.Sequential (the note's ConvBlocks) and for timm's EfficientNet blocks (conv_pw, bn1,
     conv_dw, bn2, ...), whose BatchNormAct2d keeps its activation: the norm is replaced by what
-    comes after it (dropout, identity at eval, then the activation). tests/test_colorize.py checks
-    that the folded network computes what the unfolded one does, for both generators.
+    comes after it (dropout, identity at eval, then the activation).
+    tests/test_encoders.py checks that the folded EfficientNet generator computes what the
+    unfolded one does, with BatchNorm statistics far from the identity.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 

@@ -27,9 +27,10 @@ from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
 from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
 from recolor.losses import perceptual_loss, rebalanced_l1
+from recolor.models import resolve_model
 from recolor.nn import PatchDiscriminator
 from recolor.nn.perceptual import build_backbone, check_backbone, layers_for
-from recolor.nn.pretrained import UNET, make_generator, save_generator
+from recolor.nn.pretrained import UNET, load_generator, make_generator, read_config, save_generator
 
 from recolor.train.batches import ResumableSampler, center_crop, crop_and_flip, worker_signals
 from recolor.train.display import Display
@@ -146,7 +147,7 @@ def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs"
     Raises TrainingError on a NaN or infinite loss (the last good checkpoint stays).
     """
     settings = dict(settings or {})
-    keep_freed_memory()  # a fifth less CPU per step on the CPU: see recolor.allocator
+    keep_freed_memory()  # no page faults for each step's activations: see recolor.allocator
     ctx = setup_distributed(str(settings.get("device") or "auto"))
     try:
         plan = plan_run(recipe_name, Path(data) if data is not None else None, out=Path(out), name=name,
@@ -380,9 +381,6 @@ class _Trainer:
         folder is gone: the safetensors hold every weight of the generator, BatchNorm statistics
         included.
         """
-        from recolor.models import resolve_model
-        from recolor.nn.pretrained import read_config
-
         try:
             folder = resolve_model(spec)
         except UsageError:
@@ -396,8 +394,6 @@ class _Trainer:
                              f"({_describe(ours)})",
                              f"use --encoder {theirs.get('encoder', UNET)} --width {theirs.get('width')} "
                              f"--g-norm {theirs.get('norm')}")
-        from recolor.nn.pretrained import load_generator
-
         trained, _ = load_generator(folder)
         self.generator.load_state_dict(trained.state_dict())
 
