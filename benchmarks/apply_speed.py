@@ -26,7 +26,7 @@ Each figure comes as wall time and as CPU time (the process's, all threads: from
 commands, process_time for the floor), which other processes on a shared machine disturb less:
 the CPU ratio is what the wall ratio would be on an idle machine where both keep every core busy.
 
-Only the CLI and `recolor.imageio` are used, so the same script measures an older tree (the
+Only the CLI and `recolor.io.images` are used, so the same script measures an older tree (the
 before/after tables of docs/performance.md: run it with PYTHONPATH pointing at each tree, back to
 back). Every timing is the best of `--repeat` runs; the load average is printed beside each figure
 (on a shared machine the figures are high). `--stages` adds the stages of the current tree in this
@@ -93,7 +93,7 @@ def floor_child(folder: str, out: str, threads: int) -> None:
     """In its own process: ms per photo of decode + encode in `threads` threads (printed)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from recolor.imageio import read_image, write_image
+    from recolor.io.images import read_image, write_image
 
     paths = sorted(Path(folder).glob("*.jpg"))
 
@@ -118,9 +118,9 @@ def stages(folder: Path, out: Path, model: str, device: str) -> None:
     """ms per photo of each stage of the current tree, one after another, in this process."""
     import torch
 
-    from recolor import colorize
-    from recolor.imageio import read_image, write_image
-    from recolor.models import load_model
+    from recolor.apply import pipeline as colorize
+    from recolor.io.images import read_image, write_image
+    from recolor.hub.registry import load_model
 
     generator, _ = load_model(model, device=torch.device(device))
     colorizer = colorize.Colorizer(generator, torch.device(device))
@@ -152,9 +152,9 @@ def precision_check(model: str) -> None:
     import torch
     from PIL import Image
 
-    from recolor import colorize
-    from recolor.imageio import Photo
-    from recolor.models import load_model
+    from recolor.apply import pipeline as colorize
+    from recolor.io.images import Photo
+    from recolor.hub.registry import load_model
 
     generator, _ = load_model(model, device=torch.device("cpu"))
     fp32 = colorize.Colorizer(generator, torch.device("cpu"), precision="fp32")
@@ -175,7 +175,7 @@ def precision_check(model: str) -> None:
 
 
 def default_model() -> str:
-    from recolor.models import DEFAULT_MODEL
+    from recolor.hub.registry import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from recolor.evaluate import evaluate
+from recolor.eval.protocol import evaluate
 from recolor.nn import UNetGenerator
 from recolor.nn.pretrained import save_generator
 

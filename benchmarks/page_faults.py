@@ -50,8 +50,8 @@ for _ in range(int(sys.argv[2]) // 4):
 
 NETWORK = """
 import resource, sys, time, torch
-import recolor.colorize as colorize
-from recolor.models import DEFAULT_MODEL, load_model
+import recolor.apply.pipeline as colorize
+from recolor.hub.registry import DEFAULT_MODEL, load_model
 torch.set_num_threads(1)
 per_call = int(sys.argv[1])
 colorize.CPU_NETWORK_PIXELS = per_call * 256 * 256
@@ -71,8 +71,8 @@ print(f"  network, {per_call} image(s) per call: best {best / 8 * 1000:.1f} CPU 
 
 FOLD = """
 import copy, time, torch
-from recolor.colorize import _fold_batch_norms
-from recolor.models import DEFAULT_MODEL, load_model
+from recolor.apply.pipeline import _fold_batch_norms
+from recolor.hub.registry import DEFAULT_MODEL, load_model
 torch.set_num_threads(1)
 generator = load_model(DEFAULT_MODEL)[0].eval()
 folded = copy.deepcopy(generator)

@@ -31,10 +31,10 @@ from skimage import data
 from skimage.color import lab2rgb, rgb2lab
 from skimage.transform import resize
 
-from recolor.colorize import ApplyOptions, Colorizer, Job, network_lightness, render_shape
-from recolor.imageio import Photo
-from recolor.models import load_model
-from recolor.video import TemporalSmoother, VideoOptions, colorize_videos, scene_change
+from recolor.apply.pipeline import ApplyOptions, Colorizer, Job, network_lightness, render_shape
+from recolor.io.images import Photo
+from recolor.hub.registry import load_model
+from recolor.apply.films import TemporalSmoother, VideoOptions, colorize_videos, scene_change
 
 SIZE = (480, 640)  # (height, width)
 RATE = Fraction(24)

@@ -26,9 +26,9 @@ from skimage import data
 from skimage.color import rgb2gray
 from skimage.transform import resize
 
-from recolor.colorize import ApplyOptions, Colorizer, Job
-from recolor.models import load_model
-from recolor.video import VideoOptions, colorize_videos
+from recolor.apply.pipeline import ApplyOptions, Colorizer, Job
+from recolor.hub.registry import load_model
+from recolor.apply.films import VideoOptions, colorize_videos
 
 RATE = Fraction(24)
 WIDTHS = {480: 854, 720: 1280, 1080: 1920}

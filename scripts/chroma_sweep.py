@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from recolor import metrics  # noqa: E402
+from recolor.eval import metrics  # noqa: E402
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab  # noqa: E402
-from recolor.evaluate import collate_photos, open_images  # noqa: E402
-from recolor.models import load_model  # noqa: E402
+from recolor.eval.protocol import collate_photos, open_images  # noqa: E402
+from recolor.hub.registry import load_model  # noqa: E402
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from recolor.evaluate import find_images, spread_indices  # noqa: E402
+from recolor.eval.protocol import find_images, spread_indices  # noqa: E402
 
 
 def main() -> None:

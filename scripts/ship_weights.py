@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from recolor.cards import write_model_card  # noqa: E402
-from recolor.models import BUILTIN_MODELS, WEIGHTS_ROOT  # noqa: E402
+from recolor.push.cards import write_model_card  # noqa: E402
+from recolor.hub.registry import BUILTIN_MODELS, WEIGHTS_ROOT  # noqa: E402
 from recolor.nn.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_generator, read_config, save_generator  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a run folder written by `recolor train`")
     parser.add_argument("name", choices=sorted(BUILTIN_MODELS), help="the built-in name it ships as")
     parser.add_argument("--eval", type=Path, help="`recolor eval --format json` output holding a row for NAME")
-    parser.add_argument("--card-info", type=Path, help="JSON of what the run does not record (see recolor.cards)")
+    parser.add_argument("--card-info", type=Path, help="JSON of what the run does not record (see recolor.push.cards)")
     args = parser.parse_args()
 
     target = WEIGHTS_ROOT / args.name

@@ -1,7 +1,7 @@
-"""The numpy join of recolor 0.1 (`recolor.colorize` before the OpenCV join), frozen as a test oracle.
+"""The numpy join of recolor 0.1 (`recolor.apply.pipeline` before the OpenCV join), frozen as a test oracle.
 
 Copied unchanged from src/recolor/colorize.py (its pixel-math section) at the commit before
-recolor.join replaced it, so that tests can compare the new join with what apply wrote before.
+recolor.apply.join replaced it, so that tests can compare the new join with what apply wrote before.
 Not part of the package; nothing in src/ imports it.
 """
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from recolor.color import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
-from recolor.imageio import Photo
+from recolor.io.images import Photo
 
 BAND_PIXELS = 1 << 16
 GUIDED_RADIUS = 1

@@ -251,7 +251,7 @@ def test_dry_run_shows_the_layout_and_writes_nothing(tmp_path, model):
 
 
 def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(tmp_path, model, monkeypatch):
-    from recolor import colorize
+    from recolor.apply import pipeline as colorize
 
     for index in range(6):
         save_gray(tmp_path / "in" / f"p{index}.png", seed=index)
@@ -323,10 +323,10 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 def test_default_model_without_packaged_weights_fails_fast_in_one_line_without_network(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    import recolor.models
+    import recolor.hub.registry
 
     # An install whose package holds no weights (as before the weights were trained).
-    monkeypatch.setattr(recolor.models, "WEIGHTS_ROOT", tmp_path / "no-weights")
+    monkeypatch.setattr(recolor.hub.registry, "WEIGHTS_ROOT", tmp_path / "no-weights")
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from apply_fixtures import bomb_png, gray_image, save_gray, tiny_model, truncated_jpeg
-from recolor import colorize
-from recolor import join as join_module
+from recolor.apply import pipeline as colorize
+from recolor.apply import join as join_module
 from recolor.color import lab_to_rgb, rgb_to_lab
-from recolor.colorize import (
+from recolor.apply.pipeline import (
     ApplyOptions,
     Colorizer,
     Job,
@@ -30,7 +30,7 @@ from recolor.colorize import (
     render_shape,
 )
 from recolor.errors import ImageReadError, UsageError
-from recolor.imageio import Photo
+from recolor.io.images import Photo
 
 
 def photo_of(rgb: np.ndarray, *, gray: bool) -> Photo:
@@ -383,7 +383,7 @@ def test_globs_recursion_and_usage_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def colorizer(tmp_path_factory):
-    from recolor.models import load_model
+    from recolor.hub.registry import load_model
 
     generator, _ = load_model(str(tiny_model(tmp_path_factory.mktemp("model") / "tiny")))
     return Colorizer(generator, torch.device("cpu"))

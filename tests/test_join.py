@@ -20,9 +20,9 @@ from skimage.color import lab2rgb
 
 import reference_join
 from apply_fixtures import gray_image
-from recolor import join as join_module
-from recolor.imageio import Photo
-from recolor.join import host_pixels, host_result, join, join_tensor, network_lightness, network_lightness_tensor
+from recolor.apply import join as join_module
+from recolor.io.images import Photo
+from recolor.apply.join import host_pixels, host_result, join, join_tensor, network_lightness, network_lightness_tensor
 
 
 def photo_of(rgb: np.ndarray, *, gray: bool) -> Photo:

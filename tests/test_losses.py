@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from recolor.errors import NetworkUnavailableError
-from recolor.losses import (
+from recolor.train.losses import (
     SoftLabelBCE,
     WassersteinGP,
     gradient_penalty,

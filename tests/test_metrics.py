@@ -1,4 +1,4 @@
-"""recolor.metrics against scikit-image and against values computed by hand."""
+"""recolor.eval.metrics against scikit-image and against values computed by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from recolor.metrics import colorfulness, delta_cf, psnr, ssim
+from recolor.eval.metrics import colorfulness, delta_cf, psnr, ssim
 
 
 def _pairs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +121,7 @@ def _lab(*pixels: tuple[float, float, float]) -> torch.Tensor:
 
 
 def test_auc_is_the_area_under_the_error_cdf_by_hand():
-    from recolor.metrics import auc
+    from recolor.eval.metrics import auc
 
     true = _lab((50, 0, 0), (50, 0, 0), (50, 30, 40), (50, 0, 0))
     # ab errors 0, 75 (a shifted by 75), 50 (the (30, 40) color predicted gray) and 200 (beyond 150).
@@ -138,7 +138,7 @@ def test_auc_is_the_area_under_the_error_cdf_by_hand():
 
 
 def test_ab_classes_are_cells_of_10_centred_on_multiples_of_10():
-    from recolor.metrics import AUC_BINS, ab_class
+    from recolor.eval.metrics import AUC_BINS, ab_class
 
     lab = _lab((50, 0, 0), (50, 4.9, -4.9), (50, 5.1, 0), (50, -110, 110), (50, 500, -500))
     classes = ab_class(lab)[0, 0].tolist()
@@ -150,7 +150,7 @@ def test_ab_classes_are_cells_of_10_centred_on_multiples_of_10():
 
 
 def test_rebalanced_auc_weighs_each_color_class_equally_by_hand():
-    from recolor.metrics import auc, auc_class_sums, rebalanced_auc
+    from recolor.eval.metrics import auc, auc_class_sums, rebalanced_auc
 
     # Three gray pixels predicted exactly, one saturated pixel (chroma 75) predicted gray.
     true = _lab((50, 0, 0), (50, 0, 0), (50, 0, 0), (50, 45, 60))
@@ -166,7 +166,7 @@ def test_rebalanced_auc_weighs_each_color_class_equally_by_hand():
 
 
 def test_spurious_counts_strong_color_on_neutral_ground_truth_by_hand():
-    from recolor.metrics import spurious
+    from recolor.eval.metrics import spurious
 
     # Ground truth: two neutral pixels (chroma 0 and 4), one faint (chroma 8), one colored.
     true = _lab((60, 0, 0), (60, 0, 4), (60, 8, 0), (60, 40, 0))
@@ -180,7 +180,7 @@ def test_spurious_counts_strong_color_on_neutral_ground_truth_by_hand():
 
 
 def test_wrong_is_the_share_of_colored_pixels_with_a_large_error_by_hand():
-    from recolor.metrics import wrong
+    from recolor.eval.metrics import wrong
 
     # Colored ground truth (chroma >= 10): pixels 0, 1 and 2; pixel 3 is neutral.
     true = _lab((50, 30, 0), (50, 0, -20), (50, 60, 0), (50, 0, 0))
@@ -192,7 +192,7 @@ def test_wrong_is_the_share_of_colored_pixels_with_a_large_error_by_hand():
 
 
 def test_percentile_interpolates_between_ranks_like_numpy():
-    from recolor.metrics import percentile
+    from recolor.eval.metrics import percentile
 
     values = [float(v) for v in range(10, 101, 10)]  # 10, 20, ..., 100
     # Rank (10 - 1) * 0.1 = 0.9: 10 + 0.9 * (20 - 10).
@@ -206,7 +206,7 @@ def test_percentile_interpolates_between_ranks_like_numpy():
 
 
 def test_feature_distance_is_eq_6_and_matches_perceptual_distance():
-    from recolor.metrics import feature_distance
+    from recolor.eval.metrics import feature_distance
     from recolor.nn.encoders import PretrainedFeatures
     from recolor.nn.vgg import perceptual_distance
 
@@ -224,7 +224,7 @@ def test_feature_distance_is_eq_6_and_matches_perceptual_distance():
 
 
 def test_color_figures_of_a_batch_equal_the_figures_one_by_one():
-    from recolor.metrics import auc, auc_class_sums, color_figures, spurious, wrong
+    from recolor.eval.metrics import auc, auc_class_sums, color_figures, spurious, wrong
 
     generator = torch.Generator().manual_seed(0)
     true = torch.cat((torch.rand(3, 1, 8, 8, generator=generator) * 100,

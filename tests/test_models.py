@@ -1,4 +1,4 @@
-"""recolor.models offline: the registry, packaged weights, folders, and `recolor models list|verify`."""
+"""recolor.hub.registry offline: the registry, packaged weights, folders, and `recolor models list|verify`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from apply_fixtures import save_gray, tiny_model
-from recolor import models
+import recolor
+from recolor.hub import registry as models
 from recolor.cli import app
 from recolor.errors import ModelError, UsageError
-from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, file_sha256, load_model, resolve_model
+from recolor.hub.registry import BUILTIN_MODELS, DEFAULT_MODEL, file_sha256, load_model, resolve_model
 
 runner = CliRunner()
 
@@ -34,7 +35,7 @@ def test_registry_names_the_three_recipes_with_hub_repos():
     for name, entry in BUILTIN_MODELS.items():
         assert entry.name == name and entry.description
         assert entry.repo_id.count("/") == 1 and name in entry.repo_id
-        assert entry.package_folder == Path(models.__file__).parent / "weights" / name
+        assert entry.package_folder == Path(recolor.__file__).parent / "weights" / name
         # a pinned Hub revision is always verifiable; a packaged model has its digest before it is published
         assert entry.revision is None or entry.sha256 is not None
 

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from recolor.cards import IMAGENET_TERMS, write_model_card
+from recolor.push.cards import IMAGENET_TERMS, write_model_card
 from recolor.cli import app
 from recolor.errors import NetworkUnavailableError, UsageError
-from recolor.push import plan_push, push_run
+from recolor.push.upload import plan_push, push_run
 from test_hub import _closed_port, point_hub_at
 
 runner = CliRunner()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from recolor.errors import UsageError
-from recolor.losses import SoftLabelBCE, WassersteinGP
+from recolor.train.losses import SoftLabelBCE, WassersteinGP
 from recolor.nn import PatchDiscriminator, PixelNorm, UNetGenerator
-from recolor.recipes import RECIPES, Schedule, apply_overrides, get_recipe
+from recolor.train.recipes import RECIPES, Schedule, apply_overrides, get_recipe
 
 
 def test_registry_holds_the_three_recipes():
@@ -106,7 +106,7 @@ def test_overrides_change_numbers_and_only_where_they_exist():
 
 
 def test_perceptual_layers_override_changes_only_the_recipe_data():
-    from recolor.recipes import RECIPES, apply_overrides
+    from recolor.train.recipes import RECIPES, apply_overrides
 
     changed = apply_overrides(RECIPES["progan"], {"perceptual_layers": ["relu1_2", "relu2_2"]})
     assert changed.perceptual_layers == ("relu1_2", "relu2_2")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from recolor.evaluate import open_images
+from recolor.eval.protocol import open_images
 
 ROOT = Path(__file__).resolve().parents[1]
 

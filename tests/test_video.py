@@ -17,7 +17,7 @@ from apply_fixtures import save_gray, tiny_model  # noqa: E402
 from video_fixtures import film_frames, make_film, read_film  # noqa: E402
 
 from recolor.cli import app  # noqa: E402
-from recolor.video import CUT_THRESHOLD, TemporalSmoother, blend, chroma, past_weight, scene_change  # noqa: E402
+from recolor.apply.films import CUT_THRESHOLD, TemporalSmoother, blend, chroma, past_weight, scene_change  # noqa: E402
 
 runner = CliRunner()
 
@@ -213,7 +213,7 @@ def test_without_pyav_a_film_says_how_to_install_it(tmp_path, model, monkeypatch
 
 
 def test_ctrl_c_leaves_no_partial_film_and_says_what_is_left(tmp_path, model, monkeypatch):
-    from recolor import videoio
+    from recolor.io import video as videoio
 
     make_film(tmp_path / "in" / "a.mp4", film_frames(8))
     make_film(tmp_path / "in" / "b.mp4", film_frames(8))

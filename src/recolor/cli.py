@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from recolor import __version__
 from recolor.errors import Interrupted, RecolorError
-from recolor.models import DEFAULT_MODEL  # the registry imports no torch
+from recolor.hub.registry import DEFAULT_MODEL  # the registry imports no torch
 
 app = typer.Typer(
     name="recolor",
@@ -160,7 +160,7 @@ class TrainPrecision(str, Enum):
 
 
 def _recipe_names(incomplete: str) -> list[str]:
-    from recolor.recipes import RECIPES
+    from recolor.train.recipes import RECIPES
 
     return [name for name in RECIPES if name.startswith(incomplete)]
 
@@ -357,9 +357,9 @@ def eval_command(
     """Score models and the gray baseline (ab = 0) on the same photos: PSNR, SSIM, AuC, spurious and wrong color, perceptual distances."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from recolor import eval_report
-    from recolor import evaluate as ev
-    from recolor.imageio import atomic_write
+    from recolor.eval import report as eval_report
+    from recolor.eval import protocol as ev
+    from recolor.io.images import atomic_write
 
     models = models or ([] if all_models else [DEFAULT_MODEL])  # a table of gray alone tells a new user nothing
 
@@ -494,10 +494,10 @@ def apply(
     Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error;
     130: Ctrl-C (the outputs written are whole; the same command resumes).
     """
-    from recolor import colorize, report, video
-    from recolor import shard as sharding
+    from recolor.apply import films as video, pipeline as colorize, report
+    from recolor.apply import shard as sharding
     from recolor.devices import resolve_device
-    from recolor.models import DEFAULT_MODEL, load_model
+    from recolor.hub.registry import DEFAULT_MODEL, load_model
 
     model = model or DEFAULT_MODEL
     colorize.render_shape(render_size, render_size, render_size)  # a bad --render-size is a usage error now
@@ -564,7 +564,7 @@ def models_list() -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from recolor.models import BUILTIN_MODELS, DEFAULT_MODEL, model_status
+    from recolor.hub.registry import BUILTIN_MODELS, DEFAULT_MODEL, model_status
 
     # One block per model rather than a table of six columns: at 80 columns those wrapped the
     # description one word per line and cut the repo ids. Long lines fold, never end in "…".
@@ -593,7 +593,7 @@ def models_pull(
     force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False,
 ) -> None:
     """Download a model into the Hugging Face cache (built-ins at their pinned revision, sha256 checked)."""
-    from recolor.models import pull
+    from recolor.hub.registry import pull
 
     folder = pull(name, force=force)
     console.print(f"{name}: ready in {folder}", highlight=False, markup=False)
@@ -608,7 +608,7 @@ def models_verify(
     """Check installed weights against the registry's sha256 and load them; exit 1 on any mismatch."""
     from rich.markup import escape
 
-    from recolor.models import BUILTIN_MODELS, model_status, resolve_model, verify_folder
+    from recolor.hub.registry import BUILTIN_MODELS, model_status, resolve_model, verify_folder
 
     bad = 0
     for name in names or list(BUILTIN_MODELS):
@@ -658,7 +658,7 @@ def push(
     """Publish a run folder on the Hugging Face Hub with its model card (never checkpoint.pt)."""
     from rich.markup import escape
 
-    from recolor.push import push_run, read_json_object
+    from recolor.push.upload import push_run, read_json_object
 
     eval_report = None if eval_file is None else read_json_object(
         eval_file, what="eval report", fix="write one with `recolor eval --data DATA RUN --format json --out eval.json`")

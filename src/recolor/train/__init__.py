@@ -1,6 +1,6 @@
 """`recolor train`: the one training loop, for every recipe, on one device or many (DDP).
 
-`train(recipe_name, data, ...)` runs a recipe from `recolor.recipes` on a prepared data folder and
+`train(recipe_name, data, ...)` runs a recipe from `recolor.train.recipes` on a prepared data folder and
 writes a run folder that describes itself:
 
     runs/NAME/config.json          recipe, networks, data, seed, versions (the generator's config)

@@ -26,8 +26,8 @@ from recolor.allocator import keep_freed_memory
 from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
 from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
-from recolor.losses import perceptual_loss, rebalanced_l1
-from recolor.models import resolve_model
+from recolor.train.losses import perceptual_loss, rebalanced_l1
+from recolor.hub.registry import resolve_model
 from recolor.nn import PatchDiscriminator
 from recolor.nn.perceptual import build_backbone, check_backbone, layers_for
 from recolor.nn.pretrained import UNET, load_generator, make_generator, read_config, save_generator
@@ -477,7 +477,7 @@ class _Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float | None]:
-        from recolor.metrics import psnr
+        from recolor.eval.metrics import psnr
 
         if self.val_rgb is None:
             return {"val_psnr": None, "val_psnr_gray": None, "val_ab_l1": None, "val_ab_l1_gray": None}
@@ -500,7 +500,7 @@ class _Trainer:
     def _write_samples(self, epoch: int) -> None:
         from PIL import Image
 
-        from recolor.imageio import atomic_write
+        from recolor.io.images import atomic_write
 
         if self.val_rgb is None:
             return
@@ -584,7 +584,7 @@ class _Trainer:
 
     def _save(self, metrics: dict[str, Any] | None) -> None:
         """Checkpoint and generator folder. Every rank takes part (the RNG gather); rank 0 writes."""
-        from recolor.imageio import atomic_write
+        from recolor.io.images import atomic_write
 
         state = self._checkpoint_state()
         if not self.ctx.is_main:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from recolor.errors import TrainingError, UsageError
-from recolor.recipes import Recipe, apply_overrides, get_recipe
+from recolor.train.recipes import Recipe, apply_overrides, get_recipe
 
 from recolor.train.settings import CHECKPOINT_FORMAT, CHECKPOINT_NAME, METRICS_NAME, NETWORK_OVERRIDES, RESUME_CHANGEABLE, TrainSettings
 

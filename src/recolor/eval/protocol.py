@@ -14,7 +14,7 @@ The protocol (DESIGN.md, "Evaluation protocol"; docs/evaluation.md has every fig
 
 Photos are decoded once; every model is scored on the same batch before the next one is read, so
 the ground truth's Lab, colorfulness and perceptual features are computed once per batch. The
-tables and the JSON are `recolor.eval_report`'s; the --samples sheets `recolor.eval_samples`'.
+tables and the JSON are `recolor.eval.report`'s; the --samples sheets `recolor.eval.samples`'.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from recolor import metrics
+from recolor.eval import metrics
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from recolor.errors import DataError, Interrupted, RecolorError, UsageError
-from recolor.eval_report import METRIC_COLUMNS, Report, Row  # noqa: F401  (evaluate's results, re-exported)
+from recolor.eval.report import METRIC_COLUMNS, Report, Row  # noqa: F401  (evaluate's results, re-exported)
 
 GRAY = "gray"
 PERCEPTUAL = ("effnet", "vgg", "lpips", "fid")
@@ -45,7 +45,7 @@ PERCEPTUAL = ("effnet", "vgg", "lpips", "fid")
 DOWNLOAD_TIMEOUT_S = 15.0
 METRICS_EXTRA = 'pip install "recolor-cli[metrics]"'
 PSNR_PERCENTILE = 10
-# What the JSON states beside the figures (recolor.metrics holds the numbers and why they are these).
+# What the JSON states beside the figures (recolor.eval.metrics holds the numbers and why they are these).
 THRESHOLDS = {
     "auc_max_error": metrics.AUC_MAX_ERROR,
     "auc_bin_size": metrics.AUC_BIN_SIZE,
@@ -63,7 +63,7 @@ DEFAULT_WORST = 6
 
 def find_images(folder: Path) -> list[Path]:
     """Every file under `folder` (recursively) with a suffix recolor reads, sorted by relative path."""
-    from recolor.imageio import SUPPORTED_SUFFIXES
+    from recolor.io.images import SUPPORTED_SUFFIXES
 
     files = [p for p in folder.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
@@ -318,13 +318,13 @@ def _gray(l_norm: torch.Tensor) -> torch.Tensor:
 
 
 def _load_model(spec: str, device: torch.device):
-    from recolor.models import load_model
+    from recolor.hub.registry import load_model
 
     return load_model(spec, device=device)
 
 
 def _builtin_names() -> list[str]:
-    from recolor.models import BUILTIN_MODELS
+    from recolor.hub.registry import BUILTIN_MODELS
 
     return list(BUILTIN_MODELS)
 
@@ -424,7 +424,7 @@ def evaluate(
     `workers`: processes decoding photos; None picks 0 on a CPU (the metrics already use every
     core, and extra decoders only compete with them) and up to 4 beside a GPU.
     `samples`: a folder for each model's sheet of its `worst` photos by PSNR and by spurious color
-    (`recolor.eval_samples`), with an index.html; `Report.samples` is that page.
+    (`recolor.eval.samples`), with an index.html; `Report.samples` is that page.
     `on_start(total)` is called once the photos are listed, `on_batch(count)` after each batch
     (for a progress bar). Images that cannot be read are left out and listed in `Report.skipped`.
     """
@@ -555,7 +555,7 @@ def _write_samples(folder: Path, dataset: Dataset, models: Sequence[_Model], tal
     The chosen photos are decoded and colorized again (a few per model) rather than kept in memory
     through the whole run; the protocol is deterministic, so they are the images that were scored.
     """
-    from recolor import eval_samples
+    from recolor.eval import samples as eval_samples
 
     def renderer(model: _Model) -> Callable[[list[int]], dict[int, tuple[torch.Tensor, ...]]]:
         def render(positions: list[int]) -> dict[int, tuple[torch.Tensor, ...]]:

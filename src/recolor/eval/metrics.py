@@ -6,7 +6,7 @@ metrics (AuC, spurious and wrong color) take CIE Lab batches (N, 3, H, W) from `
 device, so a caller averages per image (the protocol in DESIGN.md) and tests can check each function
 alone against a reference. scikit-image is that reference for PSNR and SSIM; docs/evaluation.md
 gives each figure's definition and thresholds. The networks behind the perceptual distances (VGG,
-EfficientNet-Lite0, LPIPS, FID) are loaded by `recolor.evaluate` where their weights load;
+EfficientNet-Lite0, LPIPS, FID) are loaded by `recolor.eval.protocol` where their weights load;
 `feature_distance` is the note's eq. (6) on the feature maps they return.
 """
 

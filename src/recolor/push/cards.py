@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from recolor.errors import ModelError, UsageError
-from recolor.models import BUILTIN_MODELS
+from recolor.hub.registry import BUILTIN_MODELS
 
 CONFIG_NAME = "config.json"  # the names of recolor.nn.pretrained, which imports torch
 WEIGHTS_NAME = "model.safetensors"
@@ -416,7 +416,7 @@ def _derived_deviations(config: dict[str, Any]) -> list[str]:
     if training.get("size") not in (None, NOTE_SIZE):
         found.append(f"trained at {training['size']} px instead of the note's {NOTE_SIZE}")
     # config.json holds the recipe with the overrides applied: the recipe's own numbers are the registry's.
-    from recolor.recipes import RECIPES
+    from recolor.train.recipes import RECIPES
 
     base = RECIPES[recipe["name"]].to_dict() if recipe.get("name") in RECIPES else {}
     for key, value in (config.get("recipe_overrides") or {}).items():

@@ -10,7 +10,7 @@ Exactly these files go up, in one commit:
 
 Nothing else: above all never `checkpoint.pt`, which holds the optimizer state and is a pickle.
 
-A push asks the Hub once, without retries and with a short timeout (`recolor.models`' approach for
+A push asks the Hub once, without retries and with a short timeout (`recolor.hub.registry`' approach for
 downloads), before it creates the repo and commits: huggingface_hub's own client waits forever on
 a Hub that never answers, so an unreachable Hub fails within seconds, and that first request
 (`/api/whoami-v2`) also tells a rejected token apart. The token is the usual one: `HF_TOKEN`, or
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from recolor import __version__
-from recolor.cards import CONFIG_NAME, METRICS_NAME, WEIGHTS_NAME, write_model_card
+from recolor.push.cards import CONFIG_NAME, METRICS_NAME, WEIGHTS_NAME, write_model_card
 from recolor.errors import ModelError, NetworkUnavailableError, RecolorError, UsageError
 
 CARD_NAME = "README.md"
@@ -78,7 +78,7 @@ def plan_push(run: str | Path, *, repo_id: str, revision: str = "main", private:
     Raises UsageError for a bad repo id or revision, ModelError when the folder is not a model that
     loads (its weights are loaded once into the network, so a broken folder is never published).
     """
-    from recolor.models import verify_folder
+    from recolor.hub.registry import verify_folder
 
     folder = Path(run).expanduser()
     _check_repo_id(repo_id)
@@ -124,7 +124,7 @@ def push_run(run: str | Path, *, repo_id: str, revision: str = "main", private: 
 
     `dry_run` stops after planning: no token and no network needed. Otherwise raises UsageError
     without a token, a rejected one or in offline mode, NetworkUnavailableError when the Hub cannot
-    be reached (within the `recolor.models` timeout, 5 s by default) or fails the upload.
+    be reached (within the `recolor.hub.registry` timeout, 5 s by default) or fails the upload.
     """
     plan = plan_push(run, repo_id=repo_id, revision=revision, private=private, eval_report=eval_report,
                      extra=extra, logs=logs)
@@ -183,7 +183,7 @@ def _check_hub(endpoint: str, token: str) -> str | None:
     """One request, no retries, short timeout: is the Hub there and does it take the token?"""
     from huggingface_hub.utils import build_hf_headers, get_session
 
-    from recolor.models import _hub_timeout, _transport_errors
+    from recolor.hub.registry import _hub_timeout, _transport_errors
 
     try:
         response = get_session().get(
@@ -230,7 +230,7 @@ def _upload(plan: PushPlan, *, endpoint: str, token: str) -> tuple[str, str]:
 def _hub_errors() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from recolor.models import _transport_errors
+    from recolor.hub.registry import _transport_errors
 
     return (HfHubHTTPError, *_transport_errors())
 
@@ -243,7 +243,7 @@ def _explain(error: BaseException, repo_id: str, endpoint: str) -> RecolorError 
     """
     from huggingface_hub.errors import HfHubHTTPError
 
-    from recolor.models import _transport_errors
+    from recolor.hub.registry import _transport_errors
 
     chain = [error]
     while chain[-1].__cause__ is not None and len(chain) < 5:

@@ -14,7 +14,7 @@ For each photo:
 
 A 16-bit photo (`Photo.bit_depth` 16) written as PNG or TIFF gets a 16-bit result, encoded to
 sRGB exactly (no 8-bit table in between), so its L is the input's to 16-bit precision; other
-outputs are computed at 8 bits. Steps 2 and 3 are `recolor.join`: OpenCV kernels on bands of rows
+outputs are computed at 8 bits. Steps 2 and 3 are `recolor.apply.join`: OpenCV kernels on bands of rows
 in the encoding threads, or torch on the network's GPU (`ApplyOptions.join_device`), where the
 shrink of step 1 runs too. Decoding runs in a thread pool ahead of the network and encoding
 (with the CPU join) in another one behind it; photos are batched across files by render shape,
@@ -44,11 +44,11 @@ from PIL import Image
 
 from recolor.color import AB_SCALE
 from recolor.errors import ImageWriteError, Interrupted, RecolorError, UsageError
-from recolor.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
-# The pixel math lives in recolor.join; these names are re-exported for the engine's callers.
-from recolor.join import UPSAMPLE_MODES, guided_slope, join, lab_to_srgb, lightness, network_lightness  # noqa: F401
-from recolor.join import download, host_pixels, join_tensor, network_lightness_tensor, opencv_threads
-from recolor.videoio import VIDEO_FORMAT_SUFFIXES, VIDEO_SUFFIXES, is_video
+from recolor.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
+# The pixel math lives in recolor.apply.join; these names are re-exported for the engine's callers.
+from recolor.apply.join import UPSAMPLE_MODES, guided_slope, join, lab_to_srgb, lightness, network_lightness  # noqa: F401
+from recolor.apply.join import download, host_pixels, join_tensor, network_lightness_tensor, opencv_threads
+from recolor.io.video import VIDEO_FORMAT_SUFFIXES, VIDEO_SUFFIXES, is_video
 
 # The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
 RENDER_MULTIPLE = 32

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "config.json"  # the same names as recolor.nn.pretrained, which imports torch
 WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_ROOT = Path(__file__).parent / "weights"
+WEIGHTS_ROOT = Path(__file__).parents[1] / "weights"  # package data beside the code: recolor/weights/NAME/
 
 # Seconds to wait for the Hub's first answer before calling it unreachable. HF_HUB_ETAG_TIMEOUT
 # overrides it (huggingface_hub's own default, 10 s, is generous for a metadata request).

@@ -49,7 +49,7 @@ class Report:
     n: int
     ground_truth_colorfulness: float | None
     rows: list[Row]
-    # The thresholds behind auc, spurious, wrong and psnr_p10 (recolor.metrics), so a saved report says them.
+    # The thresholds behind auc, spurious, wrong and psnr_p10 (recolor.eval.metrics), so a saved report says them.
     thresholds: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)

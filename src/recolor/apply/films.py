@@ -1,6 +1,6 @@
 """Colorizing films: frames stream through the photo engine, and their colors are held still over time.
 
-Each frame goes through the steps of a photo (`recolor.colorize`): shrunk to the render size, its
+Each frame goes through the steps of a photo (`recolor.apply.pipeline`): shrunk to the render size, its
 L through the network in batches of frames, the ab upsampled and joined with the frame's own
 full-resolution L. Colorized one by one, frames flicker: grain, exposure flicker and gate weave
 change the network's input a little from frame to frame and its colors with it. So between the
@@ -14,7 +14,7 @@ network and the join, `TemporalSmoother` averages the render-size ab over time:
   averaged vector is scaled to the average of the chroma itself (`blend`).
 
 L stays each frame's own, so no detail is lost. Frames stream: a few batches are held at a time,
-whatever the film's length. Reading and writing the files is `recolor.videoio`'s.
+whatever the film's length. Reading and writing the files is `recolor.io.video`'s.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recolor.colorize import ApplyOptions, Colorizer, Job, Result, cpu_join_threads, render_shape, torch_threads
+from recolor.apply.pipeline import ApplyOptions, Colorizer, Job, Result, cpu_join_threads, render_shape, torch_threads
 from recolor.errors import RecolorError, VideoError
-from recolor.imageio import Photo
-from recolor.join import join, network_lightness, opencv_threads
-from recolor.videoio import Frame, VideoReader, VideoWriter
+from recolor.io.images import Photo
+from recolor.apply.join import join, network_lightness, opencv_threads
+from recolor.io.video import Frame, VideoReader, VideoWriter
 
 # The weight of the past in the average, where nothing moves: the color settles over about
 # 1 / (1 - strength) frames.

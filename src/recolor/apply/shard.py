@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from recolor.errors import UsageError
 
 if TYPE_CHECKING:
-    from recolor.colorize import Plan, Summary
+    from recolor.apply.pipeline import Plan, Summary
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

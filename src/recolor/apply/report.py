@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from recolor.colorize import Plan, Result, Summary
+    from recolor.apply.pipeline import Plan, Result, Summary
 
 
 class _RateColumn(ProgressColumn):
@@ -45,7 +45,7 @@ def apply_progress(console: Console, *, disable: bool = False) -> Progress:
 def add_frames_task(progress: Progress, plan: Plan) -> TaskID | None:
     """A second bar that counts the frames of the plan's videos (None when it holds none); its total
     grows as each video is opened (`expect_frames`)."""
-    from recolor.videoio import is_video
+    from recolor.io.video import is_video
 
     if not any(is_video(job.source) for job in plan.jobs):
         return None
@@ -152,7 +152,7 @@ def made_at() -> str:
 
 def write_index(plan: Plan, failed: Sequence[Result]) -> Path:
     """Write `plan.out/index.html`: every output that has a before/after image, and the `failed` jobs."""
-    from recolor.imageio import atomic_write
+    from recolor.io.images import atomic_write
 
     failed_jobs = {id(r.job) for r in failed}
     figures = []

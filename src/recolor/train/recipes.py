@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recolor.errors import UsageError
-from recolor.losses import AdversarialLoss, SoftLabelBCE, WassersteinGP
+from recolor.train.losses import AdversarialLoss, SoftLabelBCE, WassersteinGP
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Per model one PNG sheet: on the left its N photos of lowest PSNR, on the right its N photos with the
 most spurious color (neutral ground truth painted strongly, `recolor.metrics.spurious`), each as
 gray input | model | ground truth at the evaluated size, with the photo's name and figures above
-it. An `index.html` beside the sheets (apply's contact page, `recolor.report`) links them all.
+it. An `index.html` beside the sheets (apply's contact page, `recolor.apply.report`) links them all.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from recolor.errors import ImageWriteError
 
 if TYPE_CHECKING:
-    from recolor.eval_report import Report
+    from recolor.eval.report import Report
 
 CELLS = ("gray input", "model", "ground truth")
 _GAP = 6  # px between cells
@@ -129,7 +129,7 @@ def render_sheet(*, model: str, sections: Sequence[Section], size: int, subtitle
 
 def write_sheet(path: Path, *, model: str, sections: Sequence[Section], report: Report) -> tuple[Path, str, list[Section]]:
     """Write one model's sheet as PNG, atomically; returns (path, model, sections) for the index."""
-    from recolor.imageio import atomic_write
+    from recolor.io.images import atomic_write
 
     subtitle = f"{report.n} photos of {report.data} at {report.size} px"
     sheet = render_sheet(model=model, sections=sections, size=report.size, subtitle=subtitle)
@@ -170,8 +170,8 @@ def write_samples(folder: Path, runs: Sequence[ModelRun], *, worst: int, report:
 
 def write_index(folder: Path, sheets: Sequence[tuple[Path, str, list[Section]]], *, report: Report) -> Path:
     """Write `folder/index.html`: each model's sheet, with its worst photos named below it."""
-    from recolor.imageio import atomic_write
-    from recolor.report import contact_page, figure, made_at
+    from recolor.io.images import atomic_write
+    from recolor.apply.report import contact_page, figure, made_at
 
     figures = []
     for path, model, sections in sheets:

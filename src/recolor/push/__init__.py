@@ -1,0 +1,1 @@
+"""`recolor push`: a trained run published on the Hugging Face Hub with its generated model card."""
