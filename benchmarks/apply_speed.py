@@ -26,7 +26,7 @@ Each figure comes as wall time and as CPU time (the process's, all threads: from
 commands, process_time for the floor), which other processes on a shared machine disturb less:
 the CPU ratio is what the wall ratio would be on an idle machine where both keep every core busy.
 
-Only the CLI and `recolor.io.images` are used, so the same script measures an older tree (the
+Only the CLI and the image reader and writer are used, so the same script measures an older tree (the
 before/after tables of docs/performance.md: run it with PYTHONPATH pointing at each tree, back to
 back). Every timing is the best of `--repeat` runs; the load average is printed beside each figure
 (on a shared machine the figures are high). `--stages` adds the stages of the current tree in this
@@ -89,11 +89,22 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, float, st
     return wall, usage.ru_maxrss / 1024, stdout.decode(), usage.ru_utime + usage.ru_stime
 
 
+def image_io():
+    """(read_image, write_image) of the tree on PYTHONPATH: recolor.io.read/write, or the one
+    module that held both before the layout of issue 22 (recolor.imageio)."""
+    try:
+        from recolor.io.read import read_image
+        from recolor.io.write import write_image
+    except ImportError:
+        from recolor.imageio import read_image, write_image
+    return read_image, write_image
+
+
 def floor_child(folder: str, out: str, threads: int) -> None:
     """In its own process: ms per photo of decode + encode in `threads` threads (printed)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from recolor.io.images import read_image, write_image
+    read_image, write_image = image_io()
 
     paths = sorted(Path(folder).glob("*.jpg"))
 
@@ -118,12 +129,15 @@ def stages(folder: Path, out: Path, model: str, device: str) -> None:
     """ms per photo of each stage of the current tree, one after another, in this process."""
     import torch
 
-    from recolor.apply import pipeline as colorize
-    from recolor.io.images import read_image, write_image
+    from recolor.apply.join import join, network_lightness
+    from recolor.apply.network import Colorizer
+    from recolor.apply.pipeline import render_shape
     from recolor.hub.registry import load_model
 
+    read_image, write_image = image_io()
+
     generator, _ = load_model(model, device=torch.device(device))
-    colorizer = colorize.Colorizer(generator, torch.device(device))
+    colorizer = Colorizer(generator, torch.device(device))
     paths = sorted(folder.glob("*.jpg"))[:8]
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - min(4, os.cpu_count() or 1)))
     marks = {}
@@ -135,11 +149,11 @@ def stages(folder: Path, out: Path, model: str, device: str) -> None:
         return value
 
     photos = timed("decode", lambda: [read_image(p) for p in paths])
-    shapes = [colorize.render_shape(*p.size, 256) for p in photos]
-    smalls = timed("network L (shrink)", lambda: [colorize.network_lightness(p, s) for p, s in zip(photos, shapes)])
+    shapes = [render_shape(*p.size, 256) for p in photos]
+    smalls = timed("network L (shrink)", lambda: [network_lightness(p, s) for p, s in zip(photos, shapes)])
     colorizer.ab(torch.stack(smalls[:1]))
     abs_ = timed("network", lambda: list(colorizer.ab(torch.stack(smalls))))
-    results = timed("upsample + join", lambda: [colorize.join(p, ab, small) for p, ab, small in zip(photos, abs_, smalls)])
+    results = timed("upsample + join", lambda: [join(p, ab, small) for p, ab, small in zip(photos, abs_, smalls)])
     timed("encode", lambda: [write_image(out / p.name, rgb, like=photo, quality=95)
                              for p, rgb, photo in zip(paths, results, photos)])
     print("    stages, ms per photo: " + ", ".join(f"{name} {ms:.1f}" for name, ms in marks.items()) + f" ({load()})")
@@ -152,23 +166,25 @@ def precision_check(model: str) -> None:
     import torch
     from PIL import Image
 
-    from recolor.apply import pipeline as colorize
-    from recolor.io.images import Photo
+    from recolor.apply.join import join, network_lightness
+    from recolor.apply.network import Colorizer
+    from recolor.apply.pipeline import render_shape
     from recolor.hub.registry import load_model
+    from recolor.io.photo import Photo
 
     generator, _ = load_model(model, device=torch.device("cpu"))
-    fp32 = colorize.Colorizer(generator, torch.device("cpu"), precision="fp32")
-    bf16 = colorize.Colorizer(generator, torch.device("cpu"), precision="bf16")
+    fp32 = Colorizer(generator, torch.device("cpu"), precision="fp32")
+    bf16 = Colorizer(generator, torch.device("cpu"), precision="bf16")
     print("\nfp32 vs bf16 network, scikit-image photos made gray:")
     for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
         image = getattr(skimage.data, name)()
         gray = image if image.ndim == 2 else np.asarray(Image.fromarray(image[..., :3]).convert("L"))
         photo = Photo(path=None, rgb=np.repeat(gray[..., None], 3, axis=2), alpha=None, format="PNG", mode="L",
                       bit_depth=8, icc_profile=None, exif=None, dpi=None, is_grayscale=True)
-        small = colorize.network_lightness(photo, colorize.render_shape(*photo.size, 256))
+        small = network_lightness(photo, render_shape(*photo.size, 256))
         ab32, ab16 = fp32.ab(small[None])[0], bf16.ab(small[None])[0]
         error = (ab32 - ab16).abs()
-        mse = np.mean((colorize.join(photo, ab32, small).astype(np.float64) - colorize.join(photo, ab16, small)) ** 2)
+        mse = np.mean((join(photo, ab32, small).astype(np.float64) - join(photo, ab16, small)) ** 2)
         psnr = 10 * np.log10(255**2 / mse) if mse > 0 else float("inf")
         print(f"  {name:>10} {photo.size[0]}x{photo.size[1]}: |ab| mean {ab32.abs().mean():5.2f}; |Δab| mean "
               f"{error.mean():.3f}, max {error.max():.2f}; RGB PSNR fp32 vs bf16 {psnr:.1f} dB")

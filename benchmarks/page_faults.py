@@ -1,5 +1,5 @@
 """What page-faulted memory costs on the CPU: the figures behind recolor.allocator and
-recolor.colorize.CPU_NETWORK_PIXELS, and behind folding timm's BatchNorms.
+recolor.network.CPU_NETWORK_PIXELS, and behind folding timm's BatchNorms.
 
     PYTHONPATH=src python benchmarks/page_faults.py [--steps 16] [--calls 8]
 
@@ -50,12 +50,12 @@ for _ in range(int(sys.argv[2]) // 4):
 
 NETWORK = """
 import resource, sys, time, torch
-import recolor.apply.pipeline as colorize
+import recolor.apply.network as network
 from recolor.hub.registry import DEFAULT_MODEL, load_model
 torch.set_num_threads(1)
 per_call = int(sys.argv[1])
-colorize.CPU_NETWORK_PIXELS = per_call * 256 * 256
-colorizer = colorize.Colorizer(load_model(DEFAULT_MODEL)[0], torch.device("cpu"), precision="bf16",
+network.CPU_NETWORK_PIXELS = per_call * 256 * 256
+colorizer = network.Colorizer(load_model(DEFAULT_MODEL)[0], torch.device("cpu"), precision="bf16",
                                keep_generator=False)
 lightness = torch.rand(8, 256, 256) * 100
 colorizer.ab(lightness); colorizer.ab(lightness)
@@ -71,7 +71,7 @@ print(f"  network, {per_call} image(s) per call: best {best / 8 * 1000:.1f} CPU 
 
 FOLD = """
 import copy, time, torch
-from recolor.apply.pipeline import _fold_batch_norms
+from recolor.apply.network import _fold_batch_norms
 from recolor.hub.registry import DEFAULT_MODEL, load_model
 torch.set_num_threads(1)
 generator = load_model(DEFAULT_MODEL)[0].eval()

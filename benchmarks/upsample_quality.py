@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from recolor.color import rgb_to_lab
-from recolor.apply.pipeline import join
-from recolor.io.images import Photo
+from recolor.apply.join import join
+from recolor.io.photo import Photo
 
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket")
 

@@ -31,8 +31,11 @@ from skimage import data
 from skimage.color import lab2rgb, rgb2lab
 from skimage.transform import resize
 
-from recolor.apply.pipeline import ApplyOptions, Colorizer, Job, network_lightness, render_shape
-from recolor.io.images import Photo
+from recolor.apply.join import network_lightness
+from recolor.apply.network import Colorizer
+from recolor.apply.pipeline import ApplyOptions, render_shape
+from recolor.apply.plan import Job
+from recolor.io.photo import Photo
 from recolor.hub.registry import load_model
 from recolor.apply.films import TemporalSmoother, VideoOptions, colorize_videos, scene_change
 

@@ -26,7 +26,9 @@ from skimage import data
 from skimage.color import rgb2gray
 from skimage.transform import resize
 
-from recolor.apply.pipeline import ApplyOptions, Colorizer, Job
+from recolor.apply.network import Colorizer
+from recolor.apply.pipeline import ApplyOptions
+from recolor.apply.plan import Job
 from recolor.hub.registry import load_model
 from recolor.apply.films import VideoOptions, colorize_videos
 

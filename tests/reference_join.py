@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from recolor.color import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
-from recolor.io.images import Photo
+from recolor.io.photo import Photo
 
 BAND_PIXELS = 1 << 16
 GUIDED_RADIUS = 1

@@ -11,26 +11,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from apply_fixtures import bomb_png, gray_image, save_gray, tiny_model, truncated_jpeg
-from recolor.apply import pipeline as colorize
 from recolor.apply import join as join_module
+from recolor.apply import network
+from recolor.apply.join import guided_slope, join, lab_to_srgb, lightness, network_lightness
+from recolor.apply.network import Colorizer
+from recolor.apply.pipeline import ApplyOptions, colorize_files, compare_image, output_bit_depth, render_shape
+from recolor.apply.plan import Job, default_out, plan_jobs
 from recolor.color import lab_to_rgb, rgb_to_lab
-from recolor.apply.pipeline import (
-    ApplyOptions,
-    Colorizer,
-    Job,
-    colorize_files,
-    default_out,
-    guided_slope,
-    join,
-    lab_to_srgb,
-    lightness,
-    network_lightness,
-    output_bit_depth,
-    plan_jobs,
-    render_shape,
-)
 from recolor.errors import ImageReadError, UsageError
-from recolor.io.images import Photo
+from recolor.io.photo import Photo
 
 
 def photo_of(rgb: np.ndarray, *, gray: bool) -> Photo:
@@ -223,10 +212,10 @@ def test_guided_upsampling_is_bilinear_where_lightness_is_flat():
 def test_compare_image_is_before_and_after_side_by_side():
     before = np.zeros((300, 600, 3), np.uint8)
     after = np.full((300, 600, 3), 255, np.uint8)
-    sheet = colorize.compare_image(before, after, max_side=100)
+    sheet = compare_image(before, after, max_side=100)
     assert sheet.shape == (50, 208, 3)
     assert sheet[:, :100].max() == 0 and sheet[:, 108:].min() == 255
-    deep = colorize.compare_image(np.full((300, 600, 3), 65535, np.uint16), np.full((300, 600, 3), 257 * 40, np.uint16),
+    deep = compare_image(np.full((300, 600, 3), 65535, np.uint16), np.full((300, 600, 3), 257 * 40, np.uint16),
                                   max_side=100)
     assert deep.dtype == np.uint8 and deep[0, 0, 0] == 255 and deep[0, 150, 0] == 40
 
@@ -481,14 +470,14 @@ def test_bf16_colorizer_is_within_a_fraction_of_an_ab_unit_of_fp32():
 
 def test_precision_auto_follows_the_cpu_and_unknown_names_are_usage_errors(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(colorize, "cpu_has_native_bf16", lambda: True)
-    assert colorize.resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(colorize, "cpu_has_native_bf16", lambda: False)
-    assert colorize.resolve_precision("auto", cpu) == "fp32"
-    assert colorize.resolve_precision("bf16", cpu) == "bf16"
-    assert colorize.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(network, "cpu_has_native_bf16", lambda: True)
+    assert network.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(network, "cpu_has_native_bf16", lambda: False)
+    assert network.resolve_precision("auto", cpu) == "fp32"
+    assert network.resolve_precision("bf16", cpu) == "bf16"
+    assert network.resolve_precision("auto", torch.device("cuda")) == "fp16"
     with pytest.raises(UsageError):
-        colorize.resolve_precision("fp8", cpu)
+        network.resolve_precision("fp8", cpu)
 
 
 def test_the_network_runs_with_the_threads_the_io_leaves_and_they_are_restored(tmp_path, colorizer, monkeypatch):

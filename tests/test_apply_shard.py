@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 import recolor
 from apply_fixtures import save_gray, tiny_model
 from recolor.cli import app
-from recolor.apply.pipeline import ApplyOptions, Colorizer, colorize_files, plan_jobs
+from recolor.apply.network import Colorizer
+from recolor.apply.pipeline import ApplyOptions, colorize_files
+from recolor.apply.plan import plan_jobs
 from recolor.errors import UsageError
 from recolor.apply.shard import Launch, Shard, combine, launch_from_env, parse_shard, split_plan
 

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from recolor.apply.pipeline import Colorizer
+from recolor.apply.network import Colorizer
 from recolor.errors import ModelError, UsageError
 from recolor.nn import encoders
 from recolor.nn.encoder_unet import EncoderUNetGenerator, lightness_to_gray_srgb

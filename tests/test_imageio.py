@@ -1,4 +1,4 @@
-"""Tests of recolor.io.images: every file is built here, in tmp_path."""
+"""Tests of recolor.io (read, 16 bit, profiles, EXIF, write, atomic): every file is built here, in tmp_path."""
 
 from __future__ import annotations
 
@@ -16,17 +16,12 @@ import pytest
 import tifffile
 from PIL import ExifTags, Image, ImageCms
 
-from recolor.io import images as imageio
 from recolor.errors import ImageReadError, ImageWriteError
-from recolor.io.images import (
-    DEFAULT_MAX_PIXELS,
-    SUPPORTED_SUFFIXES,
-    Photo,
-    atomic_write,
-    read_image,
-    read_image_size,
-    write_image,
-)
+from recolor.io import sixteen_bit
+from recolor.io.atomic import atomic_write
+from recolor.io.photo import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo
+from recolor.io.read import read_image, read_image_size
+from recolor.io.write import write_image
 
 W, H = 24, 16
 ORIENTATION = ExifTags.Base.Orientation
@@ -535,7 +530,7 @@ def test_tiff_compression_tifffile_cannot_decode_is_read_by_pillow(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     write_tiff16(tmp_path / "lzw.tif", COLOR16)
-    monkeypatch.setattr(imageio, "_tifffile_decodes", lambda compression: False)  # as for LZW
+    monkeypatch.setattr(sixteen_bit, "_tifffile_decodes", lambda compression: False)  # as for LZW
     photo = read_image(tmp_path / "lzw.tif")
     assert photo.bit_depth == 8
     np.testing.assert_array_equal(photo.rgb, (COLOR16 >> 8).astype(np.uint8))  # Pillow: high byte

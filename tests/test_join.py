@@ -21,7 +21,7 @@ from skimage.color import lab2rgb
 import reference_join
 from apply_fixtures import gray_image
 from recolor.apply import join as join_module
-from recolor.io.images import Photo
+from recolor.io.photo import Photo
 from recolor.apply.join import host_pixels, host_result, join, join_tensor, network_lightness, network_lightness_tensor
 
 

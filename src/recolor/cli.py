@@ -169,7 +169,7 @@ def _recipe_names(incomplete: str) -> list[str]:
 @friendly_errors
 def train(
     recipe: Annotated[str, typer.Argument(
-        help="gan, wgan or progan: a recipe of recolor.recipes.RECIPES (numbers in docs/training.md).",
+        help="gan, wgan or progan: a recipe of recolor.train.recipes.RECIPES (numbers in docs/training.md).",
         autocompletion=_recipe_names, show_default=False)],
     data: Annotated[Optional[Path], typer.Option(
         "--data", help="A folder written by `recolor prepare` (default with --resume: the run's).",
@@ -359,7 +359,7 @@ def eval_command(
 
     from recolor.eval import report as eval_report
     from recolor.eval import protocol as ev
-    from recolor.io.images import atomic_write
+    from recolor.io.atomic import atomic_write
 
     models = models or ([] if all_models else [DEFAULT_MODEL])  # a table of gray alone tells a new user nothing
 
@@ -409,7 +409,7 @@ def eval_command(
 
 class ApplyFormat(str, Enum):
     """`recolor apply --format`: same keeps each input's format (GIF becomes PNG); photo formats
-    convert photos, video formats videos (recolor.colorize.OUTPUT_FORMATS)."""
+    convert photos, video formats videos (recolor.apply.plan.OUTPUT_FORMATS)."""
 
     same = "same"
     png = "png"
@@ -430,7 +430,7 @@ class Upsample(str, Enum):
 
 
 class ApplyPrecision(str, Enum):
-    """`recolor apply --precision`: the network's number format (recolor.colorize.PRECISIONS)."""
+    """`recolor apply --precision`: the network's number format (recolor.apply.network.PRECISIONS)."""
 
     auto = "auto"
     fp32 = "fp32"
@@ -472,7 +472,7 @@ def apply(
     ] = Upsample.bilinear,
     device: Device = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
-        min=1, help="Images per batch (default: 4 on the CPU, 8 on a GPU: recolor.colorize.default_batch_size).",
+        min=1, help="Images per batch (default: 4 on the CPU, 8 on a GPU: recolor.apply.network.default_batch_size).",
         show_default=False)] = None,
     temporal: Annotated[bool, typer.Option(
         help="Videos: smooth the colors over time (reset at scene cuts), so they do not flicker.")] = True,
@@ -494,16 +494,16 @@ def apply(
     Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error;
     130: Ctrl-C (the outputs written are whole; the same command resumes).
     """
-    from recolor.apply import films as video, pipeline as colorize, report
+    from recolor.apply import films as video, network, pipeline, plan as planning, report
     from recolor.apply import shard as sharding
     from recolor.devices import resolve_device
     from recolor.hub.registry import DEFAULT_MODEL, load_model
 
     model = model or DEFAULT_MODEL
-    colorize.render_shape(render_size, render_size, render_size)  # a bad --render-size is a usage error now
+    pipeline.render_shape(render_size, render_size, render_size)  # a bad --render-size is a usage error now
     launch = sharding.launch_from_env()  # torchrun's RANK and WORLD_SIZE, or None
     part = sharding.combine(sharding.parse_shard(shard) if shard else None, launch.shard if launch else None)
-    whole = colorize.plan_jobs(inputs, out=out, recursive=recursive, format=format.value, suffix=suffix,
+    whole = planning.plan_jobs(inputs, out=out, recursive=recursive, format=format.value, suffix=suffix,
                                overwrite=overwrite, compare=compare)
     plan = sharding.split_plan(whole, part)
     lead = launch is None or launch.rank == 0  # the one process that reports for all of torchrun's
@@ -520,16 +520,16 @@ def apply(
                       + (f" (part {part})" if part else ""), highlight=False, markup=False)
         return
     sharding.join_group(launch)
-    summary = colorize.Summary(done=0, skipped=len(plan.skipped), failed=[], seconds=0.0)
+    summary = pipeline.Summary(done=0, skipped=len(plan.skipped), failed=[], seconds=0.0)
     if plan.jobs:
         torch_device = resolve_device(sharding.device_for(device, launch))
         generator, _ = load_model(model, device=torch_device)
-        options = colorize.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
+        options = pipeline.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
                                         quality=95 if quality is None else quality,
-                                        batch_size=batch_size or colorize.default_batch_size(torch_device),
+                                        batch_size=batch_size or network.default_batch_size(torch_device),
                                         cores=sharding.cores_for(launch))
         video_options = video.VideoOptions(temporal=temporal, strength=temporal_strength, quality=quality)
-        colorizer = colorize.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
+        colorizer = network.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
         with report.apply_progress(error_console, disable=not lead) as progress:
             task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision}"
                                      + (f", part {part}" if part else "") + ")", total=len(plan.jobs))
@@ -538,7 +538,7 @@ def apply(
                 video.colorize_videos, colorizer=colorizer, options=options, video=video_options,
                 on_video=lambda job, count: report.expect_frames(progress, frames, count),
                 on_frames=lambda count: progress.advance(frames, count))
-            summary = colorize.run(plan, colorizer, options=options, format=format.value,
+            summary = pipeline.run(plan, colorizer, options=options, format=format.value,
                                    on_result=lambda result: progress.advance(task), videos=films)
     total = sharding.gather_summaries(summary, launch)
     if total is None:  # another rank: rank 0 reports for all

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recolor.apply.pipeline import ApplyOptions, Colorizer, Job, Result, cpu_join_threads, render_shape, torch_threads
+from recolor.apply.network import Colorizer, torch_threads
+from recolor.apply.pipeline import ApplyOptions, Result, cpu_join_threads, render_shape
+from recolor.apply.plan import Job
 from recolor.errors import RecolorError, VideoError
-from recolor.io.images import Photo
+from recolor.io.photo import Photo
 from recolor.apply.join import join, network_lightness, opencv_threads
 from recolor.io.video import Frame, VideoReader, VideoWriter
 

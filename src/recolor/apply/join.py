@@ -36,7 +36,7 @@ from PIL import Image
 
 from recolor.color import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
 from recolor.errors import UsageError
-from recolor.io.images import Photo
+from recolor.io.photo import Photo
 
 UPSAMPLE_MODES = ("bilinear", "guided")
 # The guided filter's slope, fitted at render size: window radius in render pixels, and the

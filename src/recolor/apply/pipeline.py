@@ -26,240 +26,44 @@ figures.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
-import glob
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from recolor.color import AB_SCALE
 from recolor.errors import ImageWriteError, Interrupted, RecolorError, UsageError
-from recolor.io.images import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, Photo, read_image, read_image_size, write_image
-# The pixel math lives in recolor.apply.join; these names are re-exported for the engine's callers.
-from recolor.apply.join import UPSAMPLE_MODES, guided_slope, join, lab_to_srgb, lightness, network_lightness  # noqa: F401
-from recolor.apply.join import download, host_pixels, join_tensor, network_lightness_tensor, opencv_threads
-from recolor.io.video import VIDEO_FORMAT_SUFFIXES, VIDEO_SUFFIXES, is_video
+from recolor.io.photo import DEFAULT_MAX_PIXELS, Photo
+from recolor.io.read import read_image, read_image_size
+from recolor.io.write import write_image
+from recolor.apply.join import (
+    download,
+    host_pixels,
+    join,
+    join_tensor,
+    network_lightness,
+    network_lightness_tensor,
+    opencv_threads,
+)
+from recolor.apply.network import CPU_BATCH_SIZE, Colorizer, torch_threads
+from recolor.apply.plan import Job, Plan, output_format_for
+from recolor.io.video import is_video
 
 # The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
 RENDER_MULTIPLE = 32
 # Photos held in memory at once (decoded, waiting for the network or for encoding), in pixels;
 # at least one photo is always admitted, however large.
 DEFAULT_PIXEL_BUDGET = 64_000_000
-FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
-# The output formats that recolor.imageio.write_image writes at 16 bits; JPEG, WebP and BMP hold 8.
+# The output formats that recolor.io.write.write_image writes at 16 bits; JPEG, WebP and BMP hold 8.
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
-# Photo formats convert photos and video formats videos; either kind keeps its own with the other.
-OUTPUT_FORMATS = ("same", *FORMAT_SUFFIXES, *VIDEO_FORMAT_SUFFIXES)
-# The network's number format: auto is bf16 on CPUs that compute it natively (AMX or AVX-512 BF16:
-# 3 to 4 times as fast as fp32, outputs within a fraction of one ab unit; see
-# benchmarks/apply_speed.py --precision-check), fp16 on CUDA, fp32 elsewhere.
-PRECISIONS = ("auto", "fp32", "bf16")
-# Pixels per network call on the CPU (two 256 px images), so that no activation of one call is
-# above the 32 MiB beyond which glibc always unmaps freed blocks (calls of 8 images at 256 px
-# reach 34 MB). Whether smaller blocks are reused depends on malloc's history: on an idle machine
-# calls of 2, 4 and 8 images page-fault 0-23,000, 0-22,000 and 8,000-36,000 times per 8 images and
-# cost 16.8-22.2, 16.0-20.9 and 17.7-21.0 CPU ms per image, run to run
-# (benchmarks/page_faults.py): no reliable difference in time.
-CPU_NETWORK_PIXELS = 2 * 256 * 256
-# Photos per batch. On the CPU, batches of 4 keep decoding, the network and encoding flowing side
-# by side better than 8: 43.7-46.7 against 40.1-40.6 photos/s at 1 MP on 2 cores, the EfficientNet
-# default (96 photos made by benchmarks/apply_speed.py's make_photos; `recolor apply DIR --out OUT
-# --overwrite --batch-size B`, its summary line; three alternated runs). On a GPU (not measured) 8.
-CPU_BATCH_SIZE = 4
-DEVICE_BATCH_SIZE = 8
-COMPARE_FOLDER = "compare"
-
-
-# --------------------------------------------------------------------------------------- planning
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its result (and its before/after image) go."""
-
-    source: Path
-    output: Path
-    compare: Path | None = None
-
-
-@dataclass
-class Plan:
-    """What an apply run will do: `jobs` to colorize, `skipped` whose output already exists."""
-
-    out: Path
-    jobs: list[Job] = field(default_factory=list)
-    skipped: list[Job] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-def _is_hidden(path: Path) -> bool:
-    return path.name.startswith(".")
-
-
-def _walk(folder: Path, *, recursive: bool, exclude: Path) -> list[Path]:
-    """Image and video files under `folder` (by suffix), sorted; hidden files and folders and `exclude` skipped."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        # Pruning in place keeps os.walk out of hidden folders and the output folder.
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (root_path / d).resolve() != exclude)
-        if not recursive:
-            dirs[:] = []
-        for name in sorted(files):
-            path = root_path / name
-            if not name.startswith(".") and (path.suffix.lower() in SUPPORTED_SUFFIXES or is_video(path)):
-                found.append(path)
-    return found
-
-
-def _expand(inputs: Sequence[str]) -> list[Path]:
-    """INPUT arguments -> existing paths; globs are expanded here for shells (and quotes) that don't."""
-    paths = []
-    for text in inputs:
-        path = Path(text).expanduser()
-        if path.exists():
-            paths.append(path)
-            continue
-        if any(char in text for char in "*?["):
-            matches = sorted(glob.glob(os.path.expanduser(text), recursive=True))
-            if not matches:
-                raise UsageError(f"no file matches {text!r}", "check the pattern")
-            paths.extend(Path(match) for match in matches)
-            continue
-        raise UsageError(f"input {text} does not exist", "check the path")
-    return paths
-
-
-def default_out(inputs: Sequence[Path], cwd: Path | None = None) -> Path:
-    """Where outputs go without --out.
-
-    One folder INPUT: `FOLDER-colorized` beside it, so that folders colorized one after another
-    never share an output folder (where a photo of the second would be skipped as done because
-    the first had one of the same name). Other inputs: `./colorized`, unless that lies inside an
-    input folder: then `FOLDER-colorized` beside it.
-    """
-    if len(inputs) == 1 and inputs[0].is_dir():
-        return _beside(inputs[0].resolve())
-    cwd = (cwd or Path.cwd()).resolve()
-    candidate = cwd / "colorized"
-    folders = sorted((p.resolve() for p in inputs if p.is_dir()), key=lambda p: len(p.parts))
-    for folder in folders:
-        if candidate.is_relative_to(folder):
-            return _beside(folder)
-    return candidate
-
-
-def _beside(folder: Path) -> Path:
-    return folder.parent / f"{folder.name or 'input'}-colorized"
-
-
-class _Names:
-    """Hands out output paths that never collide (case-insensitively), adding -2, -3, ... to stems."""
-
-    def __init__(self, reserved: Iterable[Path] = ()) -> None:
-        self._taken = {str(p).lower() for p in reserved}
-
-    def claim(self, path: Path) -> Path:
-        candidate, number = path, 1
-        while str(candidate).lower() in self._taken:
-            number += 1
-            candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-        self._taken.add(str(candidate).lower())
-        return candidate
-
-
-def _compare_folder(relatives: Iterable[Path]) -> str:
-    """`compare`, or `compare-2`, ... when an input folder of that name is mirrored into OUT too."""
-    used = {relative.parts[0].lower() for relative in relatives if relative.parts}
-    name, number = COMPARE_FOLDER, 1
-    while name.lower() in used:
-        number += 1
-        name = f"{COMPARE_FOLDER}-{number}"
-    return name
-
-
-def plan_jobs(inputs: Sequence[str], *, out: Path | None = None, recursive: bool = True, format: str = "same",
-              suffix: str = "", overwrite: bool = False, compare: bool = False) -> Plan:
-    """Map INPUT files, folders and globs to output paths under `out` (default: see `default_out`).
-
-    One folder INPUT: its contents go straight into `out`, sub-folders kept. Several INPUTs: a
-    folder goes to `out/FOLDER/...` (two called `photos`: photos/ and photos-2/), a file to
-    `out/NAME`. The output's stem gets `suffix`; its extension is the input's (`format="same"`,
-    GIF -> PNG) or the format's. With `compare`, each output's before/after image is
-    `out/compare/<same sub-folder>/STEM.jpg`. Clashing names get -2, -3, ...; no output is ever an
-    input file, nor lands inside an input folder that a later run would read it from. Raises
-    UsageError when the inputs name no image at all.
-    """
-    if format not in OUTPUT_FORMATS:
-        raise UsageError(f"unknown output format {format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
-    paths = _expand(inputs)
-    out = (out or default_out(paths)).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder", "name a folder (it is created if missing)")
-    one_folder = len(paths) == 1 and paths[0].is_dir()
-    sources: list[tuple[Path, Path]] = []  # (file, folder it goes to relative to out)
-    bases = _Names()
-    # Folder inputs that a later run would read an output back from: all but those holding `out`,
-    # which is skipped when they are read.
-    exposed: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            root = path.resolve()
-            base = Path() if one_folder else bases.claim(Path(root.name or "input"))
-            # An `out` inside the folder holds an earlier run's outputs (a link may lead there too).
-            out_inside = out != root and out.is_relative_to(root)
-            if not out_inside:
-                exposed.append(root)
-            for file in _walk(path, recursive=recursive, exclude=out):
-                if not (out_inside and file.resolve().is_relative_to(out)):
-                    sources.append((file, base / file.parent.relative_to(path)))
-        else:  # a file named on the command line is taken even inside `out`; see the check below
-            sources.append((path, Path()))
-    seen: set[Path] = set()
-    unique = []
-    for file, relative in sources:
-        if file.resolve() not in seen:
-            seen.add(file.resolve())
-            unique.append((file, relative))
-    if not unique:
-        raise UsageError(f"no image or video files found in {', '.join(inputs)}",
-                         f"recolor reads {', '.join(sorted(SUPPORTED_SUFFIXES | VIDEO_SUFFIXES))}"
-                         + ("" if recursive else "; --recursive also looks into sub-folders"))
-
-    plan = Plan(out=out)
-    names = _Names(reserved=[out / "index.html"])
-    compare_folder = out / _compare_folder(relative for _, relative in unique)
-    gifs = 0
-    for file, relative in unique:
-        video = is_video(file)
-        extension = (VIDEO_FORMAT_SUFFIXES if video else FORMAT_SUFFIXES).get(format, file.suffix.lower())
-        if extension == ".gif":
-            extension, gifs = ".png", gifs + 1
-        output = names.claim(out / relative / f"{file.stem}{suffix}{extension}")
-        if output.resolve() in seen:
-            raise UsageError(f"the output {output} would overwrite an input", "choose another --out or a --suffix")
-        inside = next((folder for folder in exposed if output.is_relative_to(folder)), None)
-        if inside is not None:
-            raise UsageError(f"the output {output} would land in the input folder {inside}, where the next run "
-                             "would read it as an input", "choose an --out outside the input folder")
-        preview = names.claim(compare_folder / relative / f"{output.stem}.jpg") if compare and not video else None
-        job = Job(source=file, output=output, compare=preview)
-        done = output.exists() and (preview is None or preview.exists())
-        (plan.skipped if done and not overwrite else plan.jobs).append(job)
-    if gifs:
-        plan.notes.append(f"{gifs} GIF input(s) will be written as PNG (GIF holds only 256 colors)")
-    return plan
 
 
 # ------------------------------------------------------------------------------------ pixel math
@@ -341,7 +145,7 @@ class _Prepared:
     photo: Photo
     shape: tuple[int, int]  # (h, w) render shape
     l_small: torch.Tensor | None = None  # (h, w) L in [0, 100] at render shape (the CPU join)
-    pixels: torch.Tensor | None = None  # recolor.join.host_pixels (the join on the network's device)
+    pixels: torch.Tensor | None = None  # recolor.apply.join.host_pixels (the join on the network's device)
     reserved: int = 0  # pixels counted against the budget for this photo
 
 
@@ -393,111 +197,6 @@ def _finish(item: _Prepared, make_rgb: Callable[[], np.ndarray], options: ApplyO
     return Result(item.job)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AMX tiles or AVX-512 BF16), so that oneDNN's
-    bf16 convolutions beat fp32 ones."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence looked up
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def default_batch_size(device: torch.device) -> int:
-    """Photos per batch when `--batch-size` is not given: see CPU_BATCH_SIZE."""
-    return CPU_BATCH_SIZE if device.type == "cpu" else DEVICE_BATCH_SIZE
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`precision` ("auto", "fp32" or "bf16") -> the one the network runs in on `device`: "fp32",
-    "bf16" or (auto on CUDA) "fp16". Raises UsageError for other names."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-
-
-def _fold_batch_norms(module: torch.nn.Module) -> None:
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d into the conv's weights and
-    bias, in place: the same function, one pass over each activation fewer.
-
-    "Directly follows" is the order of a module's children: the order they run in for an
-    nn.Sequential (the note's ConvBlocks) and for timm's EfficientNet blocks (conv_pw, bn1,
-    conv_dw, bn2, ...), whose BatchNormAct2d keeps its activation: the norm is replaced by what
-    comes after it (dropout, identity at eval, then the activation).
-    tests/test_encoders.py checks that the folded EfficientNet generator computes what the
-    unfolded one does, with BatchNorm statistics far from the identity.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for parent in list(module.modules()):
-        children = list(parent.named_children())
-        for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
-            if not (isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d)
-                    and norm.track_running_stats and not norm.training):
-                continue
-            setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
-            after = [part for part in (getattr(norm, "drop", None), getattr(norm, "act", None)) if part is not None]
-            setattr(parent, norm_name, torch.nn.Sequential(*after) if after else torch.nn.Identity())
-
-
-def _channels_last_input(lightness: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(N, 1, H, W) -> the same values in `dtype`, laid out so that torch takes them as channels_last.
-
-    A one-channel tensor is contiguous in both layouts and torch then calls it NCHW: the U-Net's
-    last torch.cat of its channels_last features with L fell back to a generic copy, most of the
-    40% of the network's time that torch.profiler gave the concatenations. The strides of a view
-    into a two-channel buffer leave no doubt.
-    """
-    n, _, height, width = lightness.shape
-    view = torch.empty((n, height, width, 2), dtype=dtype)[..., :1].permute(0, 3, 1, 2)
-    return view.copy_(lightness)
-
-
-class Colorizer:
-    """Runs the generator on batches of render-size L (on `device`); everything else stays on the CPU.
-
-    `precision`: see PRECISIONS. On the CPU the network runs from a copy of the generator made for
-    inference: BatchNorms folded into the convolutions, channels_last, in bf16 when that is the
-    precision (whole-model bf16 rather than autocast, which runs the U-Net's upsampling in fp32 and
-    then concatenates mixed types: 14% slower here). With `keep_generator` False that copy is made
-    in place, from `generator` itself (the CLI, which has no other use for it: less start-up time
-    and memory).
-    """
-
-    def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto",
-                 keep_generator: bool = True) -> None:
-        self.generator = generator.eval()
-        self.device = device
-        self.precision = resolve_precision(precision, device)
-        self._network = self.generator
-        if device.type == "cpu":
-            self._network = copy.deepcopy(self.generator) if keep_generator else self.generator
-            _fold_batch_norms(self._network)
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            self._network.to(dtype=dtype, memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def ab(self, lightness_batch: torch.Tensor, *, on_device: bool = False) -> torch.Tensor:
-        """L (B, h, w) in [0, 100] -> ab (B, 2, h, w) in natural units, float32 on the CPU (with
-        `on_device`: left on the network's device, for a join there)."""
-        l_norm = lightness_batch[:, None] / 50 - 1
-        if self.device.type == "cpu":
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            step = max(1, CPU_NETWORK_PIXELS // (l_norm.shape[-2] * l_norm.shape[-1]))
-            ab_norm = torch.cat([self._network(_channels_last_input(l_norm[start:start + step], dtype))
-                                 for start in range(0, len(l_norm), step)])
-        else:
-            # Half precision on CUDA: the U-Net's output is a tanh, and the Lab join runs in float32.
-            dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
-            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                ab_norm = self._network(l_norm.to(self.device))
-            if on_device:
-                return ab_norm.float() * AB_SCALE
-        # contiguous: a channels_last result would reach the join's OpenCV code with strided rows.
-        return (ab_norm.float().cpu() * AB_SCALE).contiguous()
-
-
 def cpu_join_threads(options: ApplyOptions, colorizer: Colorizer) -> tuple[int, int | None]:
     """(I/O threads, torch's threads) for a run whose join is on the CPU, sized as
     `colorize_files` sizes them: torch gets the cores the I/O threads leave (at least 1)."""
@@ -507,20 +206,6 @@ def cpu_join_threads(options: ApplyOptions, colorizer: Colorizer) -> tuple[int, 
     if threads is None and colorizer.device.type == "cpu":
         threads = max(1, cores - io_threads)
     return io_threads, threads
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to `count` (None: left alone) inside the block."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @torch.inference_mode()
@@ -648,11 +333,6 @@ def _take_batch(ready: list[_Prepared], batch_size: int) -> list[_Prepared]:
     chosen = {id(item) for item in batch}
     ready[:] = [item for item in ready if id(item) not in chosen]
     return batch
-
-
-def output_format_for(format: str) -> str | None:
-    """The writer's format for `--format` (None: from each output's suffix, also for video formats)."""
-    return {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF"}.get(format)
 
 
 @dataclass

@@ -20,7 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from recolor.apply.pipeline import Plan, Result, Summary
+    from recolor.apply.pipeline import Result, Summary
+    from recolor.apply.plan import Plan
 
 
 class _RateColumn(ProgressColumn):
@@ -152,7 +153,7 @@ def made_at() -> str:
 
 def write_index(plan: Plan, failed: Sequence[Result]) -> Path:
     """Write `plan.out/index.html`: every output that has a before/after image, and the `failed` jobs."""
-    from recolor.io.images import atomic_write
+    from recolor.io.atomic import atomic_write
 
     failed_jobs = {id(r.job) for r in failed}
     figures = []

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from recolor.errors import UsageError
 
 if TYPE_CHECKING:
-    from recolor.apply.pipeline import Plan, Summary
+    from recolor.apply.pipeline import Summary
+    from recolor.apply.plan import Plan
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from recolor.io.images import atomic_write
+from recolor.io.atomic import atomic_write
 
 # Viridis sampled at 9 points; linear interpolation between them is close enough for a figure.
 _RAMP = np.array([

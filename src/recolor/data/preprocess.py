@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from recolor.errors import ImageReadError
-from recolor.io.images import read_image
+from recolor.io.read import read_image
 
 # A crop whose 99th percentile of max(R, G, B) - min(R, G, B) is at most this (0-255 levels)
 # carries no color worth learning from.

@@ -3,7 +3,7 @@
 Both sources end as a list of `SourceFile`s, each assigned to the split "train" or "val":
 
 - A folder: every file under it (recursively, hidden files and folders left out) whose suffix
-  `recolor.io.images` reads. A folder holding `train/` and `val/` (or `validation/`) keeps that
+  `recolor.io.read` reads. A folder holding `train/` and `val/` (or `validation/`) keeps that
   split; otherwise each file goes to val when the hash of its relative path falls below
   `val_fraction`, so the split never depends on the order of listing, and adding photos later
   never moves an existing photo to the other split.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recolor.errors import DataError, NetworkUnavailableError, UsageError
-from recolor.io.images import SUPPORTED_SUFFIXES
+from recolor.io.photo import SUPPORTED_SUFFIXES
 
 SPLITS = ("train", "val")
 # The CLI's --split values (FiftyOne's names) -> the splits prepared.

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from recolor.errors import DataError
-from recolor.io.images import atomic_write
+from recolor.io.atomic import atomic_write
 
 PREPARE_JSON = "prepare.json"
 FORMAT = "recolor-prepared/1"

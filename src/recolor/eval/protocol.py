@@ -63,7 +63,7 @@ DEFAULT_WORST = 6
 
 def find_images(folder: Path) -> list[Path]:
     """Every file under `folder` (recursively) with a suffix recolor reads, sorted by relative path."""
-    from recolor.io.images import SUPPORTED_SUFFIXES
+    from recolor.io.photo import SUPPORTED_SUFFIXES
 
     files = [p for p in folder.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())

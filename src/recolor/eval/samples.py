@@ -129,7 +129,7 @@ def render_sheet(*, model: str, sections: Sequence[Section], size: int, subtitle
 
 def write_sheet(path: Path, *, model: str, sections: Sequence[Section], report: Report) -> tuple[Path, str, list[Section]]:
     """Write one model's sheet as PNG, atomically; returns (path, model, sections) for the index."""
-    from recolor.io.images import atomic_write
+    from recolor.io.atomic import atomic_write
 
     subtitle = f"{report.n} photos of {report.data} at {report.size} px"
     sheet = render_sheet(model=model, sections=sections, size=report.size, subtitle=subtitle)
@@ -170,7 +170,7 @@ def write_samples(folder: Path, runs: Sequence[ModelRun], *, worst: int, report:
 
 def write_index(folder: Path, sheets: Sequence[tuple[Path, str, list[Section]]], *, report: Report) -> Path:
     """Write `folder/index.html`: each model's sheet, with its worst photos named below it."""
-    from recolor.io.images import atomic_write
+    from recolor.io.atomic import atomic_write
     from recolor.apply.report import contact_page, figure, made_at
 
     figures = []

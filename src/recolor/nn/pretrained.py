@@ -61,7 +61,7 @@ def save_generator(generator: torch.nn.Module, folder: str | Path, *, metadata: 
 
     Both files go through a temporary name and a rename, so a reader never sees half a file.
     """
-    from recolor.io.images import atomic_write
+    from recolor.io.atomic import atomic_write
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -500,7 +500,7 @@ class _Trainer:
     def _write_samples(self, epoch: int) -> None:
         from PIL import Image
 
-        from recolor.io.images import atomic_write
+        from recolor.io.atomic import atomic_write
 
         if self.val_rgb is None:
             return
@@ -584,7 +584,7 @@ class _Trainer:
 
     def _save(self, metrics: dict[str, Any] | None) -> None:
         """Checkpoint and generator folder. Every rank takes part (the RNG gather); rank 0 writes."""
-        from recolor.io.images import atomic_write
+        from recolor.io.atomic import atomic_write
 
         state = self._checkpoint_state()
         if not self.ctx.is_main:
