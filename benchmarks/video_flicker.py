@@ -10,7 +10,7 @@ settings, and --no-temporal), and read back.
 Flicker: the mean |change of ab| from one frame to the next within each shot, of ab averaged over
 8 x 8 pixel blocks (the low resolution at which flicker shows; grain-sized changes are not
 color flicker), in CIE units. Chroma: the mean sqrt(a^2 + b^2) of those blocks. The scene-change
-statistic (recolor.video.scene_change) within shots and across cuts is printed too.
+statistic (recolor.apply.films.scene_change) within shots and across cuts is printed too.
 
     PYTHONPATH=src python benchmarks/video_flicker.py [--frames 36] [--model gan]
 """

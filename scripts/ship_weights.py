@@ -4,7 +4,7 @@
 
 Writes src/recolor/weights/NAME/ (config.json, model.safetensors in fp16, metrics.jsonl,
 README.md = the model card) and docs/models/NAME.md (the same card), then prints the sha256 of
-model.safetensors to pin in recolor.models.BUILTIN_MODELS. Rerun it with --eval once
+model.safetensors to pin in recolor.hub.registry.BUILTIN_MODELS. Rerun it with --eval once
 `recolor eval` has scored the shipped model, so the card carries the table.
 """
 

@@ -2,6 +2,10 @@
 
 No training or image logic lives here. torch is imported inside the commands (through the library
 modules) so that `recolor --help` and `recolor --version` answer at once.
+
+Why one file of ~700 lines: it is one idea, the typer app. Most of it is option declarations (each
+with its help text, which docs/cli.md is generated from) and each command's body is a call into its
+package plus the printing of the result; the shared options and error handling sit beside them.
 """
 
 from __future__ import annotations

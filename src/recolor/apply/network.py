@@ -67,7 +67,7 @@ def _fold_batch_norms(module: torch.nn.Module) -> None:
     nn.Sequential (the note's ConvBlocks) and for timm's EfficientNet blocks (conv_pw, bn1,
     conv_dw, bn2, ...), whose BatchNormAct2d keeps its activation: the norm is replaced by what
     comes after it (dropout, identity at eval, then the activation).
-    tests/test_encoders.py checks that the folded EfficientNet generator computes what the
+    tests/nn/test_encoders.py checks that the folded EfficientNet generator computes what the
     unfolded one does, with BatchNorm statistics far from the identity.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval

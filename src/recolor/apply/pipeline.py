@@ -360,8 +360,8 @@ class Summary:
 def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
         on_result: Callable[[Result], None] = lambda result: None,
         videos: Callable[..., list[Result]] | None = None) -> Summary:
-    """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.report.write_index); its
-    videos go to `videos(jobs, on_result=...)`: `recolor.video.colorize_videos` with its options
+    """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.apply.report.write_index); its
+    videos go to `videos(jobs, on_result=...)`: `recolor.apply.films.colorize_videos` with its options
     bound (a module above this one, which this one does not import).
 
     Ctrl-C raises Interrupted, saying how many outputs were written and how many are left.

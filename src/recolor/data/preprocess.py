@@ -1,6 +1,6 @@
 """One source photo -> one square uint8 sRGB crop of side `size`, or the reason it is skipped.
 
-The crop: the photo is decoded by `recolor.imageio.read_image` (EXIF orientation applied, ICC
+The crop: the photo is decoded by `recolor.io.read.read_image` (EXIF orientation applied, ICC
 profile converted to sRGB, 16 bits rounded to 8, alpha dropped), its short side is resized to
 `size` and the center square is kept. Both happen in one Pillow `resize` with a source box, so
 the filter (bicubic, whose support widens with the scale, i.e. antialiased when shrinking) sees

@@ -1,7 +1,7 @@
 """`recolor eval --samples DIR`: each model's worst photos, where a person sees the failures at a glance.
 
 Per model one PNG sheet: on the left its N photos of lowest PSNR, on the right its N photos with the
-most spurious color (neutral ground truth painted strongly, `recolor.metrics.spurious`), each as
+most spurious color (neutral ground truth painted strongly, `recolor.eval.metrics.spurious`), each as
 gray input | model | ground truth at the evaluated size, with the photo's name and figures above
 it. An `index.html` beside the sheets (apply's contact page, `recolor.apply.report`) links them all.
 """

@@ -4,7 +4,7 @@ Exactly these files go up, in one commit:
 
     config.json          what builds the network, the recipe, settings and data summary
     model.safetensors    the generator's weights, as they are (fp32 from a run, fp16 when shipped)
-    README.md            the model card (`recolor.cards.write_model_card`), generated, not copied
+    README.md            the model card (`recolor.push.cards.write_model_card`), generated, not copied
     metrics.jsonl        the per-epoch log, when the folder has one      (logs=True)
     samples/*.png        the validation sample grids, when present       (logs=True)
 

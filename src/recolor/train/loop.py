@@ -2,6 +2,11 @@
 
 The loop knows nothing of recipes: it calls the recipe's adversarial strategy and weights the
 reconstruction losses with the recipe's numbers. Only rank 0 validates, logs and writes.
+
+Why one file of ~700 lines: it is one object, the trainer, whose state (networks, optimizers,
+scaler, running means, the stop flag, the run folder) every step, validation and save reads and
+writes; cutting it would pass that state between files. Its parts that stand alone already live
+beside it (settings, plan, distributed, batches, display, recipes, losses).
 """
 
 from __future__ import annotations
@@ -139,10 +144,10 @@ class _Running:
 def train(recipe_name: str, data: str | Path | None, *, out: str | Path = "runs", name: str | None = None,
           resume: str | None = None, settings: dict[str, Any] | None = None,
           overrides: dict[str, Any] | None = None, display: Display | None = None) -> TrainResult:
-    """Train `recipe_name` (a key of recolor.recipes.RECIPES) on the prepared folder `data`.
+    """Train `recipe_name` (a key of recolor.train.recipes.RECIPES) on the prepared folder `data`.
 
     settings: TrainSettings fields (None or absent: defaults; on resume, the run's values);
-    overrides: recipe numbers (see recolor.recipes.apply_overrides). Returns when the run has
+    overrides: recipe numbers (see recolor.train.recipes.apply_overrides). Returns when the run has
     trained `epochs` epochs, or after a Ctrl-C (interrupted=True, a checkpoint saved).
     Raises TrainingError on a NaN or infinite loss (the last good checkpoint stays).
     """

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import pytest
 from typer.testing import CliRunner
 
+import recolor
 from apply_fixtures import save_gray, tiny_model
 from recolor.hub import registry as models
 from recolor.cli import app
@@ -219,7 +220,7 @@ def test_silent_hub_times_out_quickly(monkeypatch, tmp_path):
 def test_cli_in_a_fresh_process_follows_hf_endpoint_and_hf_home(hub, tmp_path):
     save_gray(tmp_path / "a.jpg")
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0",
-           "PYTHONPATH": str(Path(models.__file__).parents[1])}
+           "PYTHONPATH": str(Path(recolor.__file__).parents[1])}
     done = subprocess.run([sys.executable, "-m", "recolor", "apply", str(tmp_path / "a.jpg"), "--model", "org/tiny",
                            "--out", str(tmp_path / "out"), "--render-size", "32"],
                           env=env, capture_output=True, text=True, timeout=120)

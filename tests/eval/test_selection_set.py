@@ -10,7 +10,7 @@ from PIL import Image
 
 from recolor.eval.protocol import open_images
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_selection_set_is_disjoint_from_the_reported_subset(tmp_path):
