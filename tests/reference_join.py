@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recolor.color import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
+from recolor.colorspace import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
 from recolor.io.photo import Photo
 
 BAND_PIXELS = 1 << 16

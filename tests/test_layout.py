@@ -18,12 +18,13 @@ PACKAGE = Path(recolor.__file__).parent
 # Low to high; a unit may import the units of lower floors only (and itself). Keep in step with the
 # diagram in docs/architecture.md.
 FLOORS: list[set[str]] = [
-    {"__init__", "errors"},  # the version, and the errors every command shows
+    {"__init__", "errors", "colorspace"},  # the version, the errors every command shows, sRGB and Lab's numbers
     {"color", "devices", "allocator"},  # what every command shares
     {"io"},  # real-world files
     {"nn"},  # the networks
     {"data"},  # prepare
     {"hub"},  # where models come from
+    {"engine"},  # a trained generator run for inference
     {"apply"},
     {"eval"},  # scores what apply ships (its engine, its contact page)
     {"train"},  # validates with eval's metrics

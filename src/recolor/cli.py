@@ -434,11 +434,19 @@ class Upsample(str, Enum):
 
 
 class ApplyPrecision(str, Enum):
-    """`recolor apply --precision`: the network's number format (recolor.apply.network.PRECISIONS)."""
+    """`recolor apply --precision`: the network's number format (recolor.engine.openvino_cpu.PRECISIONS)."""
 
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
+
+
+class ApplyEngine(str, Enum):
+    """`recolor apply --engine`: what runs the network (recolor.engine.choice.ENGINES)."""
+
+    auto = "auto"
+    openvino = "openvino"
+    torch = "torch"
 
 
 @app.command()
@@ -476,7 +484,7 @@ def apply(
     ] = Upsample.bilinear,
     device: Device = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
-        min=1, help="Images per batch (default: 4 on the CPU, 8 on a GPU: recolor.apply.network.default_batch_size).",
+        min=1, help="Images per batch (default: 4 on the CPU, 8 on a GPU: recolor.apply.pipeline.default_batch_size).",
         show_default=False)] = None,
     temporal: Annotated[bool, typer.Option(
         help="Videos: smooth the colors over time (reset at scene cuts), so they do not flicker.")] = True,
@@ -485,6 +493,9 @@ def apply(
     precision: Annotated[ApplyPrecision, typer.Option(
         help="The network's numbers: auto is bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), fp16 on CUDA, "
              "else fp32.")] = ApplyPrecision.auto,
+    engine: Annotated[ApplyEngine, typer.Option(
+        help="What runs the network: auto is OpenVINO on the CPU (no torch at run time), torch on a GPU or where "
+             "OpenVINO is not installed.")] = ApplyEngine.auto,
     dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
     shard: Annotated[Optional[str], typer.Option(
         help="Do part K of N of the run (K/N, e.g. 2/8): every N-th photo, the same parts for every process given "
@@ -498,10 +509,10 @@ def apply(
     Exit code 0: all done (or skipped); 1: some files failed (the others are written); 2: usage error;
     130: Ctrl-C (the outputs written are whole; the same command resumes).
     """
-    from recolor.apply import films as video, network, pipeline, plan as planning, report
+    from recolor.apply import pipeline, plan as planning, report
     from recolor.apply import shard as sharding
-    from recolor.devices import resolve_device
-    from recolor.hub.registry import DEFAULT_MODEL, load_model
+    from recolor.engine.choice import open_engine
+    from recolor.io.video import is_video
 
     model = model or DEFAULT_MODEL
     pipeline.render_shape(render_size, render_size, render_size)  # a bad --render-size is a usage error now
@@ -526,23 +537,27 @@ def apply(
     sharding.join_group(launch)
     summary = pipeline.Summary(done=0, skipped=len(plan.skipped), failed=[], seconds=0.0)
     if plan.jobs:
-        torch_device = resolve_device(sharding.device_for(device, launch))
-        generator, _ = load_model(model, device=torch_device)
+        network = open_engine(model, engine=engine.value, device=sharding.device_for(device, launch),
+                              precision=precision.value,
+                              notify=lambda line: error_console.print(line, highlight=False, markup=False))
         options = pipeline.ApplyOptions(render_size=render_size, upsample=upsample.value, saturation=saturation,
                                         quality=95 if quality is None else quality,
-                                        batch_size=batch_size or network.default_batch_size(torch_device),
+                                        batch_size=batch_size or pipeline.default_batch_size(network),
                                         cores=sharding.cores_for(launch))
-        video_options = video.VideoOptions(temporal=temporal, strength=temporal_strength, quality=quality)
-        colorizer = network.Colorizer(generator, torch_device, precision=precision.value, keep_generator=False)
         with report.apply_progress(error_console, disable=not lead) as progress:
-            task = progress.add_task(f"colorizing ({model} on {torch_device}, {colorizer.precision}"
+            task = progress.add_task(f"colorizing ({model} on {network.device}, {network.name} {network.precision}"
                                      + (f", part {part}" if part else "") + ")", total=len(plan.jobs))
-            frames = report.add_frames_task(progress, plan)
-            films = functools.partial(
-                video.colorize_videos, colorizer=colorizer, options=options, video=video_options,
-                on_video=lambda job, count: report.expect_frames(progress, frames, count),
-                on_frames=lambda count: progress.advance(frames, count))
-            summary = pipeline.run(plan, colorizer, options=options, format=format.value,
+            films = None
+            if any(is_video(job.source) for job in plan.jobs):  # films import torch (their smoothing): only then
+                from recolor.apply import films as video
+
+                frames = report.add_frames_task(progress, plan)
+                films = functools.partial(
+                    video.colorize_videos, engine=network, options=options,
+                    video=video.VideoOptions(temporal=temporal, strength=temporal_strength, quality=quality),
+                    on_video=lambda job, count: report.expect_frames(progress, frames, count),
+                    on_frames=lambda count: progress.advance(frames, count))
+            summary = pipeline.run(plan, network, options=options, format=format.value,
                                    on_result=lambda result: progress.advance(task), videos=films)
     total = sharding.gather_summaries(summary, launch)
     if total is None:  # another rank: rank 0 reports for all

@@ -252,13 +252,13 @@ def test_dry_run_shows_the_layout_and_writes_nothing(tmp_path, model):
 
 def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(tmp_path, model, monkeypatch):
     from recolor.apply import pipeline
-    from recolor.apply.network import Colorizer
+    from recolor.engine.openvino_cpu import OpenVINOEngine
 
     for index in range(6):
         save_gray(tmp_path / "in" / f"p{index}.png", seed=index)
     common = [str(tmp_path / "in"), "--model", str(model), "--out", str(tmp_path / "out"), "--render-size", "32",
               "--batch-size", "2"]
-    real_ab, real_finish = Colorizer.ab, pipeline._finish
+    real_ab, real_finish = OpenVINOEngine.ab, pipeline._finish
     batches = []
 
     def ctrl_c_at_the_second_batch(self, lightness):
@@ -271,7 +271,7 @@ def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(
         time.sleep(0.3)
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(Colorizer, "ab", ctrl_c_at_the_second_batch)
+    monkeypatch.setattr(OpenVINOEngine, "ab", ctrl_c_at_the_second_batch)
     monkeypatch.setattr(pipeline, "_finish", slow_finish)
     result = apply(*common)
     assert result.exit_code == 130, result.output
@@ -285,7 +285,7 @@ def test_ctrl_c_says_what_is_done_and_what_is_left_and_the_same_command_resumes(
     assert line == (f"interrupted: 2 of 6 image(s) colorized into {tmp_path / 'out'}, 4 left → the same command "
                     "resumes: the outputs written are skipped")
 
-    monkeypatch.setattr(Colorizer, "ab", real_ab)
+    monkeypatch.setattr(OpenVINOEngine, "ab", real_ab)
     again = apply(*common)
     assert again.exit_code == 0, again.output
     assert "skipping 2 image(s)" in again.stderr and "done 4, skipped 2, failed 0" in again.stdout

@@ -12,9 +12,9 @@ from PIL import Image
 
 from apply_fixtures import bomb_png, gray_image, save_gray, tiny_model, truncated_jpeg
 from recolor.apply import join as join_module
-from recolor.apply import network
+from recolor.engine import torch_device
 from recolor.apply.join import guided_slope, join, lab_to_srgb, lightness, network_lightness
-from recolor.apply.network import Colorizer
+from recolor.engine.torch_device import TorchEngine
 from recolor.apply.pipeline import ApplyOptions, colorize_files, compare_image, output_bit_depth, render_shape
 from recolor.apply.plan import Job, default_out, plan_jobs
 from recolor.color import lab_to_rgb, rgb_to_lab
@@ -142,13 +142,13 @@ def test_network_lightness_of_16_bit_rgb_uses_all_three_channels():
     deep, shallow = network_lightness(photo, (32, 64)), network_lightness(eight_bit, (32, 64))
     assert deep.shape == (32, 64)
     # The same picture at 8 and at 16 bits gives the network the same L (the red channel alone would not).
-    assert (deep - shallow).abs().max() < 0.5
+    assert np.abs(deep - shallow).max() < 0.5
     red_only = network_lightness(photo_of(np.repeat(photo.rgb[..., :1], 3, axis=2), gray=True), (32, 64))
-    assert (deep - red_only).abs().mean() > 5
+    assert np.abs(deep - red_only).mean() > 5
     gray = deep_photo(gray=True, height=96, width=128)
     expected = network_lightness(photo_of(((gray.rgb.astype(np.uint32) + 128) // 257).astype(np.uint8), gray=True),
                                  (32, 64))
-    assert (network_lightness(gray, (32, 64)) - expected).abs().max() < 0.5
+    assert np.abs(network_lightness(gray, (32, 64)) - expected).max() < 0.5
 
 
 def test_output_bit_depth_is_16_only_for_16_bit_photos_into_png_or_tiff(tmp_path):
@@ -375,7 +375,7 @@ def colorizer(tmp_path_factory):
     from recolor.hub.registry import load_model
 
     generator, _ = load_model(str(tiny_model(tmp_path_factory.mktemp("model") / "tiny")))
-    return Colorizer(generator, torch.device("cpu"))
+    return TorchEngine(generator, torch.device("cpu"))
 
 
 @pytest.mark.parametrize(("batch_size", "budget", "threads"), [(1, 1, 1), (3, 5_000, 2), (8, 10**9, 2)])
@@ -450,7 +450,7 @@ def test_fp32_colorizer_computes_the_generator_and_leaves_it_untouched():
     lightness_batch = torch.rand(3, 32, 64) * 100
     with torch.no_grad():
         expected = generator(lightness_batch[:, None] / 50 - 1) * 110
-    got = Colorizer(generator, torch.device("cpu"), precision="fp32").ab(lightness_batch)
+    got = TorchEngine(generator, torch.device("cpu"), precision="fp32").ab_tensor(lightness_batch)
     assert got.shape == (3, 2, 32, 64) and got.dtype == torch.float32 and got.is_contiguous()
     assert (got - expected).abs().max() < 1e-3  # BatchNorms folded, channels_last: the same function
     after = generator.state_dict()
@@ -461,8 +461,8 @@ def test_fp32_colorizer_computes_the_generator_and_leaves_it_untouched():
 def test_bf16_colorizer_is_within_a_fraction_of_an_ab_unit_of_fp32():
     generator = _generator_with_real_batch_norms()
     lightness_batch = torch.rand(2, 32, 64) * 100
-    fp32 = Colorizer(generator, torch.device("cpu"), precision="fp32").ab(lightness_batch)
-    bf16 = Colorizer(generator, torch.device("cpu"), precision="bf16").ab(lightness_batch)
+    fp32 = TorchEngine(generator, torch.device("cpu"), precision="fp32").ab_tensor(lightness_batch)
+    bf16 = TorchEngine(generator, torch.device("cpu"), precision="bf16").ab_tensor(lightness_batch)
     assert fp32.abs().mean() > 5  # colored enough for the comparison to mean something
     error = (bf16 - fp32).abs()
     assert 0 < error.mean() < 0.5 and error.max() < 3
@@ -470,25 +470,25 @@ def test_bf16_colorizer_is_within_a_fraction_of_an_ab_unit_of_fp32():
 
 def test_precision_auto_follows_the_cpu_and_unknown_names_are_usage_errors(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(network, "cpu_has_native_bf16", lambda: True)
-    assert network.resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(network, "cpu_has_native_bf16", lambda: False)
-    assert network.resolve_precision("auto", cpu) == "fp32"
-    assert network.resolve_precision("bf16", cpu) == "bf16"
-    assert network.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(torch_device, "cpu_has_native_bf16", lambda: True)
+    assert torch_device.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(torch_device, "cpu_has_native_bf16", lambda: False)
+    assert torch_device.resolve_precision("auto", cpu) == "fp32"
+    assert torch_device.resolve_precision("bf16", cpu) == "bf16"
+    assert torch_device.resolve_precision("auto", torch.device("cuda")) == "fp16"
     with pytest.raises(UsageError):
-        network.resolve_precision("fp8", cpu)
+        torch_device.resolve_precision("fp8", cpu)
 
 
 def test_the_network_runs_with_the_threads_the_io_leaves_and_they_are_restored(tmp_path, colorizer, monkeypatch):
     seen = []
-    original = Colorizer.ab
+    original = TorchEngine.ab
 
     def recording(self, batch):
         seen.append(torch.get_num_threads())
         return original(self, batch)
 
-    monkeypatch.setattr(Colorizer, "ab", recording)
+    monkeypatch.setattr(TorchEngine, "ab", recording)
     jobs = [Job(save_gray(tmp_path / "in" / f"p{i}.png", 48, 32, seed=i), tmp_path / "out" / f"p{i}.png")
             for i in range(3)]
     before = torch.get_num_threads()

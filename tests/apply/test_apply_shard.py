@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import recolor
 from apply_fixtures import save_gray, tiny_model
 from recolor.cli import app
-from recolor.apply.network import Colorizer
+from recolor.engine.torch_device import TorchEngine
 from recolor.apply.pipeline import ApplyOptions, colorize_files
 from recolor.apply.plan import plan_jobs
 from recolor.errors import UsageError
@@ -140,7 +140,7 @@ def test_the_join_on_the_networks_device_gives_the_cpu_joins_colors(tmp_path, mo
     folder = album(tmp_path, 3)
     save_gray(folder / "wide.jpg", 90, 40, seed=9, quality=95)
     generator, _ = load_model(str(model), device="cpu")
-    colorizer = Colorizer(generator, __import__("torch").device("cpu"), precision="fp32")
+    colorizer = TorchEngine(generator, __import__("torch").device("cpu"), precision="fp32")
     images = {}
     for where in ("cpu", "network"):
         plan = plan_jobs([str(folder)], out=tmp_path / where)

@@ -22,7 +22,9 @@ import reference_join
 from apply_fixtures import gray_image
 from recolor.apply import join as join_module
 from recolor.io.photo import Photo
-from recolor.apply.join import host_pixels, host_result, join, join_tensor, network_lightness, network_lightness_tensor
+from recolor.apply import join_device
+from recolor.apply.join import join, network_lightness
+from recolor.apply.join_device import host_pixels, host_result, join_tensor, network_lightness_tensor
 
 
 def photo_of(rgb: np.ndarray, *, gray: bool) -> Photo:
@@ -109,7 +111,7 @@ def _inside_srgb(lab: np.ndarray) -> np.ndarray:
 def test_the_torch_join_is_the_opencv_join(kind, bit_depth, upsample, monkeypatch):
     source = photo(kind)
     ab, l_small = network_output(seed=1)
-    monkeypatch.setattr(join_module, "DEVICE_BAND_PIXELS", 1000)  # several bands
+    monkeypatch.setattr(join_device, "DEVICE_BAND_PIXELS", 1000)  # several bands
     levels = 65536 if source.rgb.dtype == np.uint16 else 256
     device = host_result(join_tensor(host_pixels(source, pin=False), ab, l_small, levels=levels, upsample=upsample,
                                      saturation=2.0, bit_depth=bit_depth))

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from recolor.apply.network import Colorizer
+from recolor.engine.torch_device import TorchEngine
 from recolor.errors import ModelError, UsageError
 from recolor.nn import encoders
 from recolor.nn.encoder_unet import EncoderUNetGenerator, lightness_to_gray_srgb
@@ -88,10 +88,10 @@ def test_encoder_generator_round_trips_through_a_weights_folder_and_the_apply_en
         assert torch.equal(loaded(l_norm), generator(l_norm))
     # The apply engine's inference copy (folded BatchNorms, channels_last) computes the same colors.
     # timm's BatchNormAct2d included, and in calls of CPU_NETWORK_PIXELS (5 images: 3 calls here).
-    colorizer = Colorizer(loaded, torch.device("cpu"), precision="fp32")
+    colorizer = TorchEngine(loaded, torch.device("cpu"), precision="fp32")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in colorizer._network.modules())
     l_norm = torch.rand(5, 1, 256, 256) * 2 - 1
-    ab = colorizer.ab((l_norm[:, 0] + 1) * 50)
+    ab = colorizer.ab_tensor((l_norm[:, 0] + 1) * 50)
     with torch.no_grad():
         expected = generator(l_norm) * 110
     assert torch.allclose(ab, expected, atol=1e-3)

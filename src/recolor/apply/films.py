@@ -23,18 +23,21 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recolor.apply.network import Colorizer, torch_threads
 from recolor.apply.pipeline import ApplyOptions, Result, cpu_join_threads, render_shape
 from recolor.apply.plan import Job
 from recolor.errors import RecolorError, VideoError
 from recolor.io.photo import Photo
 from recolor.apply.join import join, network_lightness, opencv_threads
 from recolor.io.video import Frame, VideoReader, VideoWriter
+
+if TYPE_CHECKING:
+    from recolor.engine.choice import Engine
 
 # The weight of the past in the average, where nothing moves: the color settles over about
 # 1 / (1 - strength) frames.
@@ -139,7 +142,7 @@ class TemporalSmoother:
 class _Pending:
     frame: Frame
     photo: Photo
-    l_small: torch.Tensor  # (h, w) L in [0, 100] at render shape
+    l_small: np.ndarray  # (h, w) L in [0, 100] at render shape
 
 
 def frame_photo(frame: Frame, job: Job) -> Photo:
@@ -150,7 +153,7 @@ def frame_photo(frame: Frame, job: Job) -> Photo:
                  exif=None, dpi=None, is_grayscale=gray)
 
 
-def colorize_video(job: Job, colorizer: Colorizer, joiners: ThreadPoolExecutor, *, options: ApplyOptions,
+def colorize_video(job: Job, engine: Engine, joiners: ThreadPoolExecutor, *, options: ApplyOptions,
                    video: VideoOptions, on_video: Callable[[Job, int | None], None] = lambda job, frames: None,
                    on_frames: Callable[[int], None] = lambda count: None) -> Result:
     """Colorize one film into `job.output`; a file that cannot be read or written is a failed Result.
@@ -179,10 +182,10 @@ def colorize_video(job: Job, colorizer: Colorizer, joiners: ThreadPoolExecutor, 
                         audio_held.clear()
 
                 def run_batch() -> None:
-                    ab = colorizer.ab(torch.stack([item.l_small for item in batch]))
+                    ab = engine.ab(np.stack([item.l_small for item in batch]))
                     for item, item_ab in zip(batch, ab):
-                        if smoother is not None:
-                            item_ab = smoother(item.l_small, item_ab)
+                        if smoother is not None:  # render-size math, in torch
+                            item_ab = smoother(torch.from_numpy(item.l_small), torch.from_numpy(item_ab)).numpy()
                         joining.append((item.frame, joiners.submit(
                             join, item.photo, item_ab, item.l_small, upsample=options.upsample,
                             saturation=options.saturation, bit_depth=8)))
@@ -213,18 +216,18 @@ def colorize_video(job: Job, colorizer: Colorizer, joiners: ThreadPoolExecutor, 
     return Result(job, frames=frames)
 
 
-def colorize_videos(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyOptions = ApplyOptions(),
+def colorize_videos(jobs: Sequence[Job], engine: Engine, *, options: ApplyOptions = ApplyOptions(),
                     video: VideoOptions = VideoOptions(), on_result: Callable[[Result], None] = lambda result: None,
                     on_video: Callable[[Job, int | None], None] = lambda job, frames: None,
                     on_frames: Callable[[int], None] = lambda count: None) -> list[Result]:
     """Colorize films one after the other (each uses every core); a bad file fails alone."""
     results = []
-    io_threads, network_threads = cpu_join_threads(options, colorizer)
+    io_threads, network_threads = cpu_join_threads(options, engine)
     # One OpenCV thread per join: the joins already run side by side.
     with ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-join") as joiners, \
-            torch_threads(network_threads), opencv_threads(1):
+            engine.threads(network_threads), opencv_threads(1):
         for job in jobs:
-            result = colorize_video(job, colorizer, joiners, options=options, video=video, on_video=on_video,
+            result = colorize_video(job, engine, joiners, options=options, video=video, on_video=on_video,
                                     on_frames=on_frames)
             results.append(result)
             on_result(result)

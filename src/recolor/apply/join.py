@@ -13,8 +13,9 @@ Two implementations of the same math:
   per step on bands of rows (`BAND_PIXELS`), single-threaded: apply runs one join per encoding
   thread. About a sixth of the numpy join it replaces (docs/performance.md). The bisection of the
   few out-of-gamut pixels stays numpy, on those pixels alone.
-- `join_tensor` (torch, on any device): the path of `--device cuda`, where everything after
-  decoding runs on the GPU (`network_lightness_tensor` does the shrink there too).
+- `recolor.apply.join_device.join_tensor` (torch, on any device): the path of `--device cuda`,
+  where everything after decoding runs on the GPU. This module imports no torch: the CPU path of
+  `recolor apply` runs without it.
 
 Both agree with scikit-image's lab2rgb to one 8-bit level inside the gamut (tests), and with each
 other. The 8-bit sRGB curve of `join` goes through a 256-entry table indexed by sqrt(linear): one
@@ -26,15 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from recolor.color import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
+from recolor.colorspace import D65_WHITE, LAB_EPSILON, LAB_KAPPA, RGB_TO_XYZ
 from recolor.errors import UsageError
 from recolor.io.photo import Photo
 
@@ -47,15 +46,13 @@ GUIDED_EPS = 1e-3
 # Rows are joined in bands of about this many pixels: few enough OpenCV calls per photo that their
 # overhead does not count, small enough that a band's float planes stay in a core's L2 cache.
 BAND_PIXELS = 1 << 17
-# ... and on a device, in bands of this many: device memory stays bounded for any photo size.
-DEVICE_BAND_PIXELS = 1 << 22
 # Linear values this far above 1 still count as inside the gamut: with these matrices Lab white
 # (100, 0, 0) itself comes out at linear (1.000007, 0.99999, 1.00008). Clipping that much moves L by
 # at most 0.004.
-_GAMUT_TOLERANCE_HIGH = 1e-4
+GAMUT_TOLERANCE_HIGH = 1e-4
 # ... and this far below 0, by bit depth: about 0.3 of an 8-bit level near black, and 0.8 of a
 # 16-bit level (clipping 1e-4 there would move L by up to 0.07).
-_GAMUT_TOLERANCE_LOW = {8: 1e-4, 16: 1e-6}
+GAMUT_TOLERANCE_LOW = {8: 1e-4, 16: 1e-6}
 # Chroma-scale bisection steps for out-of-gamut colors: 1/128 of the chroma.
 GAMUT_STEPS = 7
 _F32 = np.float32
@@ -63,11 +60,11 @@ _Y_WEIGHTS = np.array(RGB_TO_XYZ[1], dtype=np.float32)  # sRGB linear -> Y
 # Lab reaches the math below as fy = (L + 16) / 116, Y/Yn = f^-1(fy), da = a / 500 and db = -b / 200:
 # X/Xn = f^-1(fy + da) and Z/Zn = f^-1(fy + db). join scales ab into da and db at render size,
 # before upsampling (which is linear).
-_TO_DA_DB = (1 / 500, -1 / 200)
-_KNEE = 6 / 29  # where CIE f^-1 turns from the cube to its linear segment
-_SRGB_KNEE = 0.0031308  # where the sRGB curve turns from linear to the power
+TO_DA_DB = (1 / 500, -1 / 200)
+LAB_KNEE = 6 / 29  # where CIE f^-1 turns from the cube to its linear segment
+SRGB_KNEE = 0.0031308  # where the sRGB curve turns from linear to the power
 # f^-1(f) = max(f, k)^3 + 3k^2 (min(f, k) - k) without a branch: the constant goes into the matrix.
-_CUBE_OFFSET = -3 * _KNEE**3
+_CUBE_OFFSET = -3 * LAB_KNEE**3
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -78,7 +75,7 @@ def _lab_f(t: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=2)
-def _luts(levels: int) -> tuple[np.ndarray, np.ndarray]:
+def code_tables(levels: int) -> tuple[np.ndarray, np.ndarray]:
     """(linear light, CIE L of a gray pixel) of each code 0 .. levels-1, as float32 tables."""
     codes = np.arange(levels, dtype=np.float64) / (levels - 1)
     linear = np.where(codes > 0.04045, ((codes + 0.055) / 1.055) ** 2.4, codes / 12.92)
@@ -88,12 +85,12 @@ def _luts(levels: int) -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=2)
 def _gray_luts(levels: int) -> tuple[np.ndarray, np.ndarray]:
     """(fy, Y) of a gray pixel of each code 0 .. levels-1: fy = (L + 16) / 116 and Y = f^-1(fy)."""
-    fy = (_luts(levels)[1] + _F32(16)) / _F32(116)
+    fy = (code_tables(levels)[1] + _F32(16)) / _F32(116)
     return fy, _lab_f_inverse(fy)
 
 
 @functools.lru_cache(maxsize=1)
-def _linear_matrix() -> np.ndarray:
+def linear_matrix() -> np.ndarray:
     """(X/Xn, Z/Zn, Y/Yn) -> linear sRGB: the white point folded in, the columns in the order the
     join's planes hold them."""
     xyz_to_linear = np.linalg.inv(np.array(RGB_TO_XYZ, dtype=np.float64)) * np.array(D65_WHITE)[None, :]
@@ -102,9 +99,9 @@ def _linear_matrix() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _cube_affine() -> np.ndarray:
-    """`_linear_matrix` as the 3 x 4 affine map of cv2.transform, with the constant of the branchless
+    """`linear_matrix` as the 3 x 4 affine map of cv2.transform, with the constant of the branchless
     f^-1 of X and Z (see _CUBE_OFFSET) in its last column."""
-    matrix = _linear_matrix().astype(np.float64)
+    matrix = linear_matrix().astype(np.float64)
     offset = matrix[:, 0] * _CUBE_OFFSET + matrix[:, 1] * _CUBE_OFFSET
     return np.hstack([matrix, offset[:, None]]).astype(np.float32)
 
@@ -114,7 +111,7 @@ def _cube_affine() -> np.ndarray:
 
 def _lab_f_inverse(f: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The inverse of CIE Lab's f: f^3 above 6/29, its linear segment below (float32, any shape)."""
-    knee = _F32(_KNEE)
+    knee = _F32(LAB_KNEE)
     dark = np.flatnonzero(f <= knee) if f.size and f.min() <= knee else None
     if dark is not None:
         segment = np.ravel(f)[dark] * _F32(116 / LAB_KAPPA) - _F32(16 / LAB_KAPPA)
@@ -128,7 +125,7 @@ def _lab_to_linear(fy: np.ndarray, y: np.ndarray, da: np.ndarray, db: np.ndarray
     """Lab as fy, Y, da, db (1-d, one length) -> linear sRGB (3, n) float32, unclipped."""
     xzy = np.stack([fy + da, fy + db, y])
     _lab_f_inverse(xzy[:2], out=xzy[:2])
-    return _linear_matrix() @ xzy
+    return linear_matrix() @ xzy
 
 
 def _outside(linear: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -154,7 +151,7 @@ def lightness(rgb: np.ndarray, *, gray: bool = False) -> np.ndarray:
     The same L as `recolor.color.rgb_to_lab`, through lookup tables of the sRGB curve; with `gray`
     (R = G = B) the whole L is one table lookup.
     """
-    linear_lut, gray_lut = _luts(65536 if rgb.dtype == np.uint16 else 256)
+    linear_lut, gray_lut = code_tables(65536 if rgb.dtype == np.uint16 else 256)
     if gray:
         return np.take(gray_lut, rgb[..., 0])
     return 116 * _lab_f(np.take(linear_lut, rgb) @ _Y_WEIGHTS) - _F32(16)
@@ -175,9 +172,9 @@ def _shrink(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))
 
 
-def network_lightness(photo: Photo, shape: tuple[int, int]) -> torch.Tensor:
-    """L in [0, 100] (h, w) of the photo (8 or 16 bit, gray or RGB) shrunk to `shape` (h, w) with
-    Pillow's antialiased resize."""
+def network_lightness(photo: Photo, shape: tuple[int, int]) -> np.ndarray:
+    """L in [0, 100] (h, w) float32 of the photo (8 or 16 bit, gray or RGB) shrunk to `shape` (h, w)
+    with Pillow's antialiased resize."""
     height, width = shape
     if photo.is_grayscale:  # one channel: a fraction of the memory and time of RGB
         small = _shrink(photo.rgb[..., 0], (width, height))
@@ -186,45 +183,50 @@ def network_lightness(photo: Photo, shape: tuple[int, int]) -> torch.Tensor:
         rgb = np.stack([_shrink(photo.rgb[..., channel], (width, height)) for channel in range(3)], axis=-1)
     else:
         rgb = _shrink(photo.rgb, (width, height))
-    return torch.from_numpy(np.ascontiguousarray(lightness(rgb, gray=photo.is_grayscale)))
+    return np.ascontiguousarray(lightness(rgb, gray=photo.is_grayscale))
 
 
 # ----------------------------------------------------------------------------- the guided filter
 
 
-def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window; windows are cut at the border (not zero-padded)."""
-    return F.avg_pool2d(x[None], 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[0]
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window of each plane of (c, h, w) float32; windows are cut at the border
+    (not zero-padded): the sum over the window divided by the count of pixels inside the image."""
+    size = (2 * radius + 1, 2 * radius + 1)
+    count = cv2.boxFilter(np.ones(x.shape[1:], np.float32), -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return np.stack([cv2.boxFilter(plane, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT) / count
+                     for plane in x])
 
 
-def guided_slope(guide: torch.Tensor, ab: torch.Tensor, *, radius: int = GUIDED_RADIUS,
-                 eps: float = GUIDED_EPS) -> torch.Tensor:
+def guided_slope(guide: np.ndarray, ab: np.ndarray, *, radius: int = GUIDED_RADIUS,
+                 eps: float = GUIDED_EPS) -> np.ndarray:
     """The slope A of the guided filter's local model ab ~ A * guide + B, at render size (He et al. 2013).
 
-    `guide`: L/100 (h, w) in [0, 1]; `ab`: (2, h, w); returns A (2, h, w), box-averaged as in the
-    filter. The join uses it anchored on the bilinear result: ab_full = up(ab) + up(A) * (L_full/100 -
+    `guide`: L/100 (h, w) in [0, 1]; `ab`: (2, h, w); returns A (2, h, w) float32, box-averaged as in
+    the filter. The join uses it anchored on the bilinear result: ab_full = up(ab) + up(A) * (L_full/100 -
     up(guide)), so where L has no detail the result is exactly bilinear, and where L has an edge the
     color follows it. (The plain fast guided filter, up(A) * L + up(B), also blurs ab by its box
     means: on scikit-image's color samples it lost to bilinear; see benchmarks/upsample_quality.py.)
     """
-    guide = guide[None]
+    guide = np.asarray(guide, dtype=np.float32)[None]
+    ab = np.asarray(ab, dtype=np.float32)
     mean_i = _box(guide, radius)
     mean_p = _box(ab, radius)
     cov = _box(guide * ab, radius) - mean_i * mean_p
     var = _box(guide * guide, radius) - mean_i * mean_i
-    return _box(cov / (var + eps), radius)
+    return _box(cov / (var + np.float32(eps)), radius)
 
 
-def _small_planes(ab_small: torch.Tensor, l_small: torch.Tensor, *, upsample: str, saturation: float) -> torch.Tensor:
+def small_planes(ab_small: np.ndarray, l_small: np.ndarray, *, upsample: str, saturation: float) -> np.ndarray:
     """What the join upsamples, at render size, float32: (a, b) times `saturation`, and for guided
     also the guided filter's slope of each (same units) and the guide L/100 -> (2 or 5, h, w)."""
     if upsample not in UPSAMPLE_MODES:
         raise UsageError(f"unknown upsampling {upsample!r}", f"use one of {', '.join(UPSAMPLE_MODES)}")
-    ab_small = ab_small.float() * saturation
+    ab_small = np.asarray(ab_small, dtype=np.float32) * np.float32(saturation)
     if upsample == "bilinear":
         return ab_small
-    guide = l_small.float().to(ab_small.device)[None] / 100
-    return torch.cat((ab_small, guided_slope(guide[0], ab_small), guide), dim=0)
+    guide = np.asarray(l_small, dtype=np.float32)[None] / np.float32(100)
+    return np.concatenate((ab_small, guided_slope(guide[0], ab_small), guide), axis=0)
 
 
 # ------------------------------------------------------------------------------ the CPU join (OpenCV)
@@ -233,7 +235,7 @@ def _small_planes(ab_small: torch.Tensor, l_small: torch.Tensor, *, upsample: st
 def _branchless_cube(f: np.ndarray) -> np.ndarray:
     """max(f, k)^3 + 3k^2 min(f, k) for (n, W) float32 `f` (overwritten): CIE f^-1 less a constant
     (_CUBE_OFFSET, added by the matrix)."""
-    knee = _KNEE
+    knee = LAB_KNEE
     clamped = cv2.max(f, knee)
     cube = cv2.multiply(clamped, clamped)
     cv2.multiply(cube, clamped, dst=cube)
@@ -255,18 +257,18 @@ def _encode16(linear: np.ndarray, out: np.ndarray) -> None:
     cv2.max(flat, 0.0, dst=flat)
     cv2.min(flat, 1.0, dst=flat)
     # The sRGB curve without a branch: 1.055 max(x, k)^(1/2.4) - 0.055 + 12.92 (min(x, k) - k).
-    power = cv2.pow(cv2.max(flat, _SRGB_KNEE), 1 / 2.4)
-    cv2.min(flat, _SRGB_KNEE, dst=flat)
+    power = cv2.pow(cv2.max(flat, SRGB_KNEE), 1 / 2.4)
+    cv2.min(flat, SRGB_KNEE, dst=flat)
     curve = cv2.scaleAdd(flat, 12.92 / 1.055, power, dst=power)
     curve *= _F32(1.055 * 65535)
-    curve += _F32((-0.055 - 12.92 * _SRGB_KNEE) * 65535 + 0.5)
+    curve += _F32((-0.055 - 12.92 * SRGB_KNEE) * 65535 + 0.5)
     out.reshape(out.shape[0], -1)[...] = curve  # truncating the value + 0.5: rounding
 
 
 def _encode_exact(linear: np.ndarray, *, top: int) -> np.ndarray:
     """Linear sRGB (any shape) -> codes 0..`top` by the sRGB curve itself, rounded (numpy, for few pixels)."""
     linear = np.clip(linear, 0, 1)
-    srgb = np.where(linear > _SRGB_KNEE, _F32(1.055) * np.power(linear, _F32(1 / 2.4)) - _F32(0.055),
+    srgb = np.where(linear > SRGB_KNEE, _F32(1.055) * np.power(linear, _F32(1 / 2.4)) - _F32(0.055),
                     linear * _F32(12.92))
     return np.floor(srgb * _F32(top) + _F32(0.5))
 
@@ -280,7 +282,7 @@ def _exact_band(fy: np.ndarray, y: np.ndarray, da: np.ndarray, db: np.ndarray, o
     fz = cv2.add(fy, db)
     xzy = cv2.merge([_branchless_cube(fx), _branchless_cube(fz), y])
     linear = cv2.transform(xzy, _cube_affine(), dst=xzy)
-    low, high = -_GAMUT_TOLERANCE_LOW[bit_depth], 1 + _GAMUT_TOLERANCE_HIGH
+    low, high = -GAMUT_TOLERANCE_LOW[bit_depth], 1 + GAMUT_TOLERANCE_HIGH
     smallest, largest, _, _ = cv2.minMaxLoc(linear.reshape(linear.shape[0], -1))
     if smallest < low or largest > high:  # some pixel is outside sRGB: find them (usually few)
         inside = cv2.inRange(linear, (low, low, low), (high, high, high))
@@ -316,9 +318,9 @@ def _srgb8_band(lightness_values: np.ndarray, a: np.ndarray, b: np.ndarray, out:
     redo = np.flatnonzero(clear == 0)
     fy = (np.ravel(lightness_values)[redo] + _F32(16)) / _F32(116)
     y = _lab_f_inverse(fy)
-    da = np.ravel(a)[redo] * _F32(_TO_DA_DB[0])
-    db = np.ravel(b)[redo] * _F32(_TO_DA_DB[1])
-    low, high = -_GAMUT_TOLERANCE_LOW[8], 1 + _GAMUT_TOLERANCE_HIGH
+    da = np.ravel(a)[redo] * _F32(TO_DA_DB[0])
+    db = np.ravel(b)[redo] * _F32(TO_DA_DB[1])
+    low, high = -GAMUT_TOLERANCE_LOW[8], 1 + GAMUT_TOLERANCE_HIGH
     linear = _lab_to_linear(fy, y, da, db)
     outside = np.flatnonzero(_outside(linear, low, high))
     if outside.size:
@@ -336,7 +338,7 @@ def lab_to_srgb(lightness_values: np.ndarray, ab: np.ndarray, *, bit_depth: int 
     channel (which shifts both): a bisection over the chroma scale s in [0, 1] (s = 0, gray, is
     always inside) for just the pixels that need it, usually few.
     """
-    if bit_depth not in _GAMUT_TOLERANCE_LOW:
+    if bit_depth not in GAMUT_TOLERANCE_LOW:
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
     lightness_values = np.ascontiguousarray(lightness_values, dtype=np.float32)
     a, b = (np.ascontiguousarray(plane, dtype=np.float32) for plane in ab)
@@ -345,7 +347,7 @@ def lab_to_srgb(lightness_values: np.ndarray, ab: np.ndarray, *, bit_depth: int 
         _srgb8_band(lightness_values, a, b, out, steps=steps)
     else:
         fy = (lightness_values + _F32(16)) / _F32(116)
-        _exact_band(fy, _lab_f_inverse(fy), a * _F32(_TO_DA_DB[0]), b * _F32(_TO_DA_DB[1]), out,
+        _exact_band(fy, _lab_f_inverse(fy), a * _F32(TO_DA_DB[0]), b * _F32(TO_DA_DB[1]), out,
                     bit_depth=16, steps=steps)
     return out
 
@@ -354,7 +356,7 @@ def _band_lightness(rows: np.ndarray, gray: bool) -> np.ndarray:
     """CIE L in [0, 100] (n, W) float32 of a band of pixels (n, W, 3) uint8 or uint16 (`lightness`
     in OpenCV kernels)."""
     eight = rows.dtype == np.uint8
-    linear_lut, gray_lut = _luts(256 if eight else 65536)
+    linear_lut, gray_lut = code_tables(256 if eight else 65536)
     if gray:  # L by table, from the code of each pixel
         codes = cv2.extractChannel(rows, 0) if rows.flags.c_contiguous else np.ascontiguousarray(rows[..., 0])
         return cv2.LUT(codes, gray_lut) if eight else np.take(gray_lut, codes)
@@ -365,7 +367,7 @@ def _band_lightness(rows: np.ndarray, gray: bool) -> np.ndarray:
     return values
 
 
-def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsample: str = "bilinear",
+def join(photo: Photo, ab_small: np.ndarray, l_small: np.ndarray, *, upsample: str = "bilinear",
          saturation: float = 1.0, bit_depth: int | None = None) -> np.ndarray:
     """The full-resolution result (H, W, 3): the photo's own L with ab upsampled from render size.
 
@@ -377,9 +379,9 @@ def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsampl
     by at most one level).
     """
     bit_depth = photo.bit_depth if bit_depth is None else bit_depth
-    if bit_depth not in _GAMUT_TOLERANCE_LOW:
+    if bit_depth not in GAMUT_TOLERANCE_LOW:
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    small = _small_planes(ab_small.cpu(), l_small.cpu(), upsample=upsample, saturation=saturation).numpy()
+    small = small_planes(ab_small, l_small, upsample=upsample, saturation=saturation)
     height, width = photo.rgb.shape[:2]
     if upsample == "guided":
         small[4] = -small[4]  # so that L/100 - up(guide) is one scaleAdd
@@ -404,161 +406,9 @@ def join(photo: Photo, ab_small: torch.Tensor, l_small: torch.Tensor, *, upsampl
             _srgb8_band(lightness_values, a, b, result[start:stop])
         else:
             fy = (lightness_values + _F32(16)) / _F32(116)
-            _exact_band(fy, _lab_f_inverse(fy), a * _F32(_TO_DA_DB[0]), b * _F32(_TO_DA_DB[1]),
+            _exact_band(fy, _lab_f_inverse(fy), a * _F32(TO_DA_DB[0]), b * _F32(TO_DA_DB[1]),
                         result[start:stop], bit_depth=16)
     return result
-
-
-# --------------------------------------------------------------------------- the device join (torch)
-
-
-@functools.lru_cache(maxsize=8)
-def _device_tables(device: torch.device, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(linear light of each code, L of each gray code, (X, Z, Y) -> linear sRGB matrix) on `device`."""
-    linear, gray = _luts(levels)
-    return (torch.from_numpy(linear).to(device), torch.from_numpy(gray).to(device),
-            torch.from_numpy(_linear_matrix()).to(device))
-
-
-def host_pixels(photo: Photo, *, pin: bool) -> torch.Tensor:
-    """What of `photo` goes to the device: its codes, (H, W) for a gray photo, else (H, W, 3); uint8,
-    or the bits of uint16 as int16 (the type every device copies). In page-locked memory with `pin`,
-    so that the copy to a CUDA device runs asynchronously."""
-    plane = photo.rgb[..., 0] if photo.is_grayscale else photo.rgb
-    if plane.dtype == np.uint16:
-        plane = plane.view(np.int16)
-    host = torch.empty(plane.shape, dtype=torch.from_numpy(plane[:0]).dtype, pin_memory=pin)
-    np.copyto(host.numpy(), plane)
-    return host
-
-
-def _codes(pixels: torch.Tensor) -> torch.Tensor:
-    """Device pixels from `host_pixels` -> int64 codes 0..255 or 0..65535 (indices into the tables)."""
-    codes = pixels.long()
-    return codes & 0xFFFF if pixels.dtype == torch.int16 else codes
-
-
-def _lab_f_t(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t > LAB_EPSILON, t.clamp(min=LAB_EPSILON) ** (1 / 3), (LAB_KAPPA * t + 16) / 116)
-
-
-def _lab_f_inverse_t(f: torch.Tensor) -> torch.Tensor:
-    return torch.where(f > _KNEE, f**3, (f - 4 / 29) * (3 * _KNEE**2))
-
-
-def _lightness_t(pixels: torch.Tensor, *, levels: int) -> torch.Tensor:
-    """L in [0, 100] (H, W) float32 of device pixels from `host_pixels`."""
-    linear_lut, gray_lut, _ = _device_tables(pixels.device, levels)
-    codes = _codes(pixels)
-    if codes.ndim == 2:
-        return gray_lut[codes]
-    weights = torch.tensor(RGB_TO_XYZ[1], dtype=torch.float32, device=pixels.device)
-    return 116 * _lab_f_t(linear_lut[codes] @ weights) - 16
-
-
-def network_lightness_tensor(pixels: torch.Tensor, shape: tuple[int, int], *, levels: int) -> torch.Tensor:
-    """L in [0, 100] (h, w) of device pixels from `host_pixels` shrunk to `shape` by torch's
-    antialiased bicubic resize, on their device (close to, not the same as, `network_lightness`'s
-    Pillow resize: the shrunk pixels are not rounded to codes)."""
-    values = pixels.float() if pixels.dtype != torch.int16 else _codes(pixels).float()
-    values = values / (levels - 1)
-    planes = values[None, None] if values.ndim == 2 else values.permute(2, 0, 1)[None]
-    small = F.interpolate(planes, size=shape, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
-    linear = torch.where(small > 0.04045, ((small + 0.055) / 1.055) ** 2.4, small / 12.92)
-    weights = torch.tensor(RGB_TO_XYZ[1], dtype=torch.float32, device=pixels.device)
-    y = linear[0] if linear.shape[0] == 1 else torch.einsum("c,chw->hw", weights, linear)
-    return 116 * _lab_f_t(y) - 16
-
-
-def _linear_t(fy: torch.Tensor, y: torch.Tensor, da: torch.Tensor, db: torch.Tensor,
-              matrix: torch.Tensor) -> torch.Tensor:
-    xzy = torch.stack((_lab_f_inverse_t(fy + da), _lab_f_inverse_t(fy + db), y))
-    return torch.einsum("ij,j...->i...", matrix, xzy)
-
-
-def _outside_t(linear: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    return ((linear < low) | (linear > high)).any(dim=0)
-
-
-def join_tensor(pixels: torch.Tensor, ab_small: torch.Tensor, l_small: torch.Tensor, *, levels: int,
-                upsample: str = "bilinear", saturation: float = 1.0, bit_depth: int = 8,
-                steps: int = GAMUT_STEPS) -> torch.Tensor:
-    """`join` in torch on the device of `pixels` (from `host_pixels`; `levels` 256 or 65536) ->
-    (H, W, 3) on that device: uint8 for `bit_depth` 8; for 16 the bits of uint16 as int16.
-
-    The same math as `join` in float32 (the exact sRGB curve, no tables), in bands of
-    `DEVICE_BAND_PIXELS`, so device memory stays bounded for any photo size.
-    """
-    if bit_depth not in _GAMUT_TOLERANCE_LOW:
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    device = pixels.device
-    height, width = pixels.shape[:2]
-    small = _small_planes(ab_small.to(device), l_small.to(device), upsample=upsample, saturation=saturation)
-    small_h = small.shape[1]
-    # Columns by torch's interpolate (rows unchanged: exact), rows below by the same taps, per band.
-    wide = F.interpolate(small[None], size=(small_h, width), mode="bilinear", align_corners=False)[0]
-    position = ((torch.arange(height, device=device, dtype=torch.float32) + 0.5) * (small_h / height) - 0.5).clamp(min=0)
-    row_low = position.floor().long().clamp(max=small_h - 1)
-    row_high = (row_low + 1).clamp(max=small_h - 1)
-    row_frac = (position - row_low)[:, None]
-    matrix = _device_tables(device, levels)[2]
-    low, high = -_GAMUT_TOLERANCE_LOW[bit_depth], 1 + _GAMUT_TOLERANCE_HIGH
-    top = 65535 if bit_depth == 16 else 255
-    result = torch.empty((height, width, 3), dtype=torch.int16 if bit_depth == 16 else torch.uint8, device=device)
-    band = max(1, DEVICE_BAND_PIXELS // width)
-    for start in range(0, height, band):
-        stop = min(height, start + band)
-        lightness_values = _lightness_t(pixels[start:stop], levels=levels)
-        upper = wide[:, row_low[start:stop]]
-        up = upper + (wide[:, row_high[start:stop]] - upper) * row_frac[start:stop]
-        a, b = up[0], up[1]
-        if upsample == "guided":
-            offset = lightness_values / 100 - up[4]
-            a, b = a + up[2] * offset, b + up[3] * offset
-        fy = (lightness_values + 16) / 116
-        y, da, db = _lab_f_inverse_t(fy), a * _TO_DA_DB[0], b * _TO_DA_DB[1]
-        linear = _linear_t(fy, y, da, db, matrix)
-        outside = _outside_t(linear, low, high)
-        if bool(outside.any()):
-            fy_o, y_o, da_o, db_o = fy[outside], y[outside], da[outside], db[outside]
-            lower, upper_s = torch.zeros_like(fy_o), torch.ones_like(fy_o)
-            for _ in range(steps):
-                middle = (lower + upper_s) * 0.5
-                inside = ~_outside_t(_linear_t(fy_o, y_o, da_o * middle, db_o * middle, matrix), low, high)
-                lower = torch.where(inside, middle, lower)
-                upper_s = torch.where(inside, upper_s, middle)
-            linear[:, outside] = _linear_t(fy_o, y_o, da_o * lower, db_o * lower, matrix)
-        linear = linear.clamp(0, 1)
-        srgb = torch.where(linear > _SRGB_KNEE, 1.055 * linear.clamp(min=_SRGB_KNEE) ** (1 / 2.4) - 0.055,
-                           12.92 * linear)
-        codes = (srgb * top + 0.5).floor().to(torch.int32).permute(1, 2, 0)
-        result[start:stop] = codes.to(result.dtype)  # int32 -> int16 keeps the low 16 bits: uint16's
-    return result
-
-
-def host_result(result: torch.Tensor) -> np.ndarray:
-    """A device result of `join_tensor` -> (H, W, 3) uint8 or uint16 numpy on the CPU (waits for it)."""
-    host = result.cpu().numpy()
-    return host.view(np.uint16) if host.dtype == np.int16 else host
-
-
-def download(result: torch.Tensor) -> Callable[[], np.ndarray]:
-    """Start copying a device result of `join_tensor` to the CPU (into page-locked memory, without
-    waiting, on CUDA); the function returned waits for the copy and gives (H, W, 3) uint8 or uint16."""
-    if result.device.type != "cuda":
-        array = host_result(result)
-        return lambda: array
-    host = torch.empty(result.shape, dtype=result.dtype, pin_memory=True)
-    host.copy_(result, non_blocking=True)
-    copied = torch.cuda.Event()
-    copied.record()
-
-    def wait() -> np.ndarray:
-        copied.synchronize()
-        array = host.numpy()
-        return array.view(np.uint16) if array.dtype == np.int16 else array
-
-    return wait
 
 
 @contextlib.contextmanager

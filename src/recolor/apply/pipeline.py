@@ -15,13 +15,12 @@ For each photo:
 A 16-bit photo (`Photo.bit_depth` 16) written as PNG or TIFF gets a 16-bit result, encoded to
 sRGB exactly (no 8-bit table in between), so its L is the input's to 16-bit precision; other
 outputs are computed at 8 bits. Steps 2 and 3 are `recolor.apply.join`: OpenCV kernels on bands of rows
-in the encoding threads, or torch on the network's GPU (`ApplyOptions.join_device`), where the
-shrink of step 1 runs too. Decoding runs in a thread pool ahead of the network and encoding
-(with the CPU join) in another one behind it; photos are batched across files by render shape,
-and the pixels held at once are capped. On the CPU the network runs from an inference copy of the
-generator (BatchNorms folded, channels_last, bf16 where the CPU has native bf16: see PRECISIONS)
-with torch's threads limited to the cores the I/O threads leave. docs/performance.md has the
-figures.
+in the encoding threads, or torch on the network's GPU (`recolor.apply.join_device`, with
+`ApplyOptions.join_device`), where the shrink of step 1 runs too. Decoding runs in a thread pool
+ahead of the network and encoding (with the CPU join) in another one behind it; photos are batched
+across files by render shape, and the pixels held at once are capped. The network is an engine of
+`recolor.engine` (OpenVINO on the CPU, torch on a GPU), its threads limited to the cores the I/O
+threads leave. On the CPU nothing here imports torch. docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -35,32 +34,33 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import torch
 from PIL import Image
 
 from recolor.errors import ImageWriteError, Interrupted, RecolorError, UsageError
 from recolor.io.photo import DEFAULT_MAX_PIXELS, Photo
 from recolor.io.read import read_image, read_image_size
 from recolor.io.write import write_image
-from recolor.apply.join import (
-    download,
-    host_pixels,
-    join,
-    join_tensor,
-    network_lightness,
-    network_lightness_tensor,
-    opencv_threads,
-)
-from recolor.apply.network import CPU_BATCH_SIZE, Colorizer, torch_threads
+from recolor.apply.join import join, network_lightness, opencv_threads
 from recolor.apply.plan import Job, Plan, output_format_for
 from recolor.io.video import is_video
+
+if TYPE_CHECKING:
+    from recolor.engine.choice import Engine
 
 # The generator's input must be a multiple of this (2 ** (depth + 1) at the default depth 4).
 RENDER_MULTIPLE = 32
 # Photos held in memory at once (decoded, waiting for the network or for encoding), in pixels;
 # at least one photo is always admitted, however large.
 DEFAULT_PIXEL_BUDGET = 64_000_000
+# Photos per batch. On the CPU, batches of 4 keep decoding, the network and encoding flowing side
+# by side better than 8: 43.7-46.7 against 40.1-40.6 photos/s at 1 MP on 2 cores, the EfficientNet
+# default (96 photos made by benchmarks/apply_speed.py's make_photos; `recolor apply DIR --out OUT
+# --overwrite --batch-size B`, its summary line; three alternated runs). On a GPU (not measured) 8.
+CPU_BATCH_SIZE = 4
+DEVICE_BATCH_SIZE = 8
 # The output formats that recolor.io.write.write_image writes at 16 bits; JPEG, WebP and BMP hold 8.
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 _SIXTEEN_BIT_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
@@ -113,7 +113,7 @@ class ApplyOptions:
     io_threads: int | None = None
     pixel_budget: int = DEFAULT_PIXEL_BUDGET
     max_pixels: int = DEFAULT_MAX_PIXELS
-    # torch's intra-op threads for a network on the CPU during a run; None: the cores the I/O
+    # The network's threads when it runs on the CPU; None: the cores the I/O
     # threads leave, at least 1. The two pools share the cores: with more, torch's threads spin
     # against the decoders and encoders (the network ran 2.6 times slower with 2 threads on a
     # loaded 2-core machine; see docs/performance.md).
@@ -144,8 +144,8 @@ class _Prepared:
     job: Job
     photo: Photo
     shape: tuple[int, int]  # (h, w) render shape
-    l_small: torch.Tensor | None = None  # (h, w) L in [0, 100] at render shape (the CPU join)
-    pixels: torch.Tensor | None = None  # recolor.apply.join.host_pixels (the join on the network's device)
+    l_small: np.ndarray | None = None  # (h, w) L in [0, 100] at render shape (the CPU join)
+    pixels: Any = None  # a torch tensor from recolor.apply.join_device.host_pixels (the join on the GPU)
     reserved: int = 0  # pixels counted against the budget for this photo
 
 
@@ -156,6 +156,8 @@ def _prepare(job: Job, options: ApplyOptions, *, on_device: bool, pin: bool) -> 
         return Result(job, error)
     shape = render_shape(*photo.size, options.render_size)
     if on_device:  # the shrink runs on the device too: hand over the pixels, ready to copy
+        from recolor.apply.join_device import host_pixels
+
         return _Prepared(job, photo, shape, pixels=host_pixels(photo, pin=pin))
     return _Prepared(job, photo, shape, l_small=network_lightness(photo, shape))
 
@@ -172,7 +174,12 @@ def output_bit_depth(photo: Photo, output: Path, format: str | None) -> int:
     return 16 if sixteen else 8
 
 
-def _join_on_cpu(item: _Prepared, ab_small: torch.Tensor, options: ApplyOptions,
+def default_batch_size(engine: Engine) -> int:
+    """Photos per batch when `--batch-size` is not given: see CPU_BATCH_SIZE."""
+    return DEVICE_BATCH_SIZE if engine.on_gpu else CPU_BATCH_SIZE
+
+
+def _join_on_cpu(item: _Prepared, ab_small: np.ndarray, options: ApplyOptions,
                  format: str | None) -> Callable[[], np.ndarray]:
     return functools.partial(join, item.photo, ab_small, item.l_small, upsample=options.upsample,
                              saturation=options.saturation,
@@ -197,36 +204,41 @@ def _finish(item: _Prepared, make_rgb: Callable[[], np.ndarray], options: ApplyO
     return Result(item.job)
 
 
-def cpu_join_threads(options: ApplyOptions, colorizer: Colorizer) -> tuple[int, int | None]:
-    """(I/O threads, torch's threads) for a run whose join is on the CPU, sized as
-    `colorize_files` sizes them: torch gets the cores the I/O threads leave (at least 1)."""
+def cpu_join_threads(options: ApplyOptions, engine: Engine) -> tuple[int, int | None]:
+    """(I/O threads, the network's threads) for a run whose join is on the CPU, sized as
+    `colorize_files` sizes them: a network on the CPU gets the cores the I/O threads leave (at least 1)."""
     cores = options.cores or os.cpu_count() or 1
     io_threads = options.io_threads or min(4, cores)
     threads = options.network_threads
-    if threads is None and colorizer.device.type == "cpu":
+    if threads is None and not engine.on_gpu:
         threads = max(1, cores - io_threads)
     return io_threads, threads
 
 
-@torch.inference_mode()
-def _on_device(batch: list[_Prepared], colorizer: Colorizer, options: ApplyOptions,
+def _on_device(batch: list[_Prepared], engine: Any, options: ApplyOptions,
                format: str | None) -> list[Callable[[], np.ndarray]]:
-    """Shrink, network and join of `batch` on the network's device; each result's copy back to the
-    CPU is started, and waited for by the function returned for it (in an encoding thread)."""
-    device = colorizer.device
-    levels = [65536 if item.photo.rgb.dtype == np.uint16 else 256 for item in batch]
-    pixels = [item.pixels.to(device, non_blocking=True) for item in batch]  # type: ignore[union-attr]
-    for item in batch:
-        item.pixels = None  # torch keeps the pinned buffer until its copy is done
-    smalls = [network_lightness_tensor(p, item.shape, levels=level) for p, item, level in zip(pixels, batch, levels)]
-    ab = colorizer.ab(torch.stack(smalls), on_device=True)
-    return [download(join_tensor(p, item_ab, small, levels=level, upsample=options.upsample,
-                                 saturation=options.saturation,
-                                 bit_depth=output_bit_depth(item.photo, item.job.output, format)))
-            for p, item_ab, small, item, level in zip(pixels, ab, smalls, batch, levels)]
+    """Shrink, network and join of `batch` on the torch engine's device; each result's copy back to
+    the CPU is started, and waited for by the function returned for it (in an encoding thread)."""
+    import torch
+
+    from recolor.apply.join_device import download, join_tensor, network_lightness_tensor
+
+    with torch.inference_mode():
+        device = engine.torch_device
+        levels = [65536 if item.photo.rgb.dtype == np.uint16 else 256 for item in batch]
+        pixels = [item.pixels.to(device, non_blocking=True) for item in batch]
+        for item in batch:
+            item.pixels = None  # torch keeps the pinned buffer until its copy is done
+        smalls = [network_lightness_tensor(p, item.shape, levels=level)
+                  for p, item, level in zip(pixels, batch, levels)]
+        ab = engine.ab_tensor(torch.stack(smalls), on_device=True)
+        return [download(join_tensor(p, item_ab, small, levels=level, upsample=options.upsample,
+                                     saturation=options.saturation,
+                                     bit_depth=output_bit_depth(item.photo, item.job.output, format)))
+                for p, item_ab, small, item, level in zip(pixels, ab, smalls, batch, levels)]
 
 
-def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyOptions = ApplyOptions(),
+def colorize_files(jobs: Sequence[Job], engine: Engine, *, options: ApplyOptions = ApplyOptions(),
                    output_format: str | None = None,
                    on_result: Callable[[Result], None] = lambda result: None) -> list[Result]:
     """Colorize `jobs`; decoding runs ahead of the network and encoding behind it, in threads.
@@ -240,8 +252,11 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
     """
     if options.join_device not in JOIN_DEVICES:
         raise UsageError(f"unknown join device {options.join_device!r}", f"use one of {', '.join(JOIN_DEVICES)}")
-    on_device = options.join_device == "network" or (options.join_device == "auto" and colorizer.device.type != "cpu")
-    pin = on_device and colorizer.device.type == "cuda"
+    on_device = options.join_device == "network" or (options.join_device == "auto" and engine.on_gpu)
+    if on_device and engine.name != "torch":
+        raise UsageError(f"the join on the network's device needs the torch engine, not {engine.name}",
+                         "use join_device='cpu' (or 'auto'), or the torch engine")
+    pin = on_device and engine.device.startswith("cuda")
     cores = options.cores or os.cpu_count() or 1
     io_threads = options.io_threads or (cores if on_device else min(4, cores))
     results: list[Result] = []
@@ -287,12 +302,12 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
                 record(future.result())
 
     threads = options.network_threads
-    if threads is None and colorizer.device.type == "cpu":
+    if threads is None and not engine.on_gpu:
         threads = max(1, cores - io_threads)
     # One OpenCV thread per join: the joins already run side by side, one per encoding thread.
     with ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-read") as readers, \
             ThreadPoolExecutor(io_threads, thread_name_prefix="recolor-write") as writers, \
-            torch_threads(threads), opencv_threads(1):
+            engine.threads(threads), opencv_threads(1):
         try:
             while pending or reading or ready or writing:
                 admit()
@@ -301,9 +316,9 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, options: ApplyO
                 if ready and (len(ready) >= options.batch_size or (starved and not reading)):
                     batch = _take_batch(ready, options.batch_size)
                     if on_device:
-                        makers = _on_device(batch, colorizer, options, output_format)
+                        makers = _on_device(batch, engine, options, output_format)
                     else:
-                        ab = colorizer.ab(torch.stack([item.l_small for item in batch]))  # type: ignore[misc]
+                        ab = engine.ab(np.stack([item.l_small for item in batch]))  # type: ignore[misc]
                         makers = [_join_on_cpu(item, item_ab, options, output_format) for item, item_ab in zip(batch, ab)]
                     for item, make_rgb in zip(batch, makers):
                         writing[writers.submit(_finish, item, make_rgb, options, output_format)] = item.reserved
@@ -357,7 +372,7 @@ class Summary:
         return self.frames / self.video_seconds if self.video_seconds > 0 else 0.0
 
 
-def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str = "same",
+def run(plan: Plan, engine: Engine, *, options: ApplyOptions, format: str = "same",
         on_result: Callable[[Result], None] = lambda result: None,
         videos: Callable[..., list[Result]] | None = None) -> Summary:
     """Colorize `plan`'s jobs (the contact sheet is the caller's: recolor.apply.report.write_index); its
@@ -379,7 +394,7 @@ def run(plan: Plan, colorizer: Colorizer, *, options: ApplyOptions, format: str 
         raise ValueError("the plan holds videos: pass videos=")
     video_seconds = 0.0
     try:
-        colorize_files(photos, colorizer, options=options, output_format=output_format_for(format),
+        colorize_files(photos, engine, options=options, output_format=output_format_for(format),
                        on_result=record)
         if films:
             video_start = time.perf_counter()

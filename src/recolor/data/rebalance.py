@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recolor.color import AB_SCALE, rgb_to_lab
+from recolor.color import rgb_to_lab
+from recolor.colorspace import AB_SCALE
 from recolor.errors import DataError
 
 DEFAULT_BINS = 33

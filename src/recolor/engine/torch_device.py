@@ -1,4 +1,5 @@
-"""The generator as apply runs it: batches of render-size L in, ab out, on the CPU or a GPU.
+"""The generator run by torch: on CUDA or MPS, and on the CPU where OpenVINO is not installed (or
+with `--engine torch`).
 
 On the CPU the network runs from an inference copy of the generator (BatchNorms folded,
 channels_last, bf16 where the CPU has native bf16: see PRECISIONS), in calls small enough for
@@ -11,9 +12,10 @@ import contextlib
 import copy
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
-from recolor.color import AB_SCALE
+from recolor.colorspace import AB_SCALE
 from recolor.errors import UsageError
 
 # The network's number format: auto is bf16 on CPUs that compute it natively (AMX or AVX-512 BF16:
@@ -27,12 +29,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # cost 16.8-22.2, 16.0-20.9 and 17.7-21.0 CPU ms per image, run to run
 # (benchmarks/page_faults.py): no reliable difference in time.
 CPU_NETWORK_PIXELS = 2 * 256 * 256
-# Photos per batch. On the CPU, batches of 4 keep decoding, the network and encoding flowing side
-# by side better than 8: 43.7-46.7 against 40.1-40.6 photos/s at 1 MP on 2 cores, the EfficientNet
-# default (96 photos made by benchmarks/apply_speed.py's make_photos; `recolor apply DIR --out OUT
-# --overwrite --batch-size B`, its summary line; three alternated runs). On a GPU (not measured) 8.
-CPU_BATCH_SIZE = 4
-DEVICE_BATCH_SIZE = 8
 
 
 def cpu_has_native_bf16() -> bool:
@@ -40,11 +36,6 @@ def cpu_has_native_bf16() -> bool:
     bf16 convolutions beat fp32 ones."""
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence looked up
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def default_batch_size(device: torch.device) -> int:
-    """Photos per batch when `--batch-size` is not given: see CPU_BATCH_SIZE."""
-    return CPU_BATCH_SIZE if device.type == "cpu" else DEVICE_BATCH_SIZE
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -96,8 +87,12 @@ def _channels_last_input(lightness: torch.Tensor, dtype: torch.dtype) -> torch.T
     return view.copy_(lightness)
 
 
-class Colorizer:
+class TorchEngine:
     """Runs the generator on batches of render-size L (on `device`); everything else stays on the CPU.
+
+    `ab` takes L (B, h, w) in [0, 100] as numpy and returns ab (B, 2, h, w) in natural units as numpy
+    float32 (the interface of every engine); `ab_tensor` the same in torch tensors, optionally left
+    on the device for a join there.
 
     `precision`: see PRECISIONS. On the CPU the network runs from a copy of the generator made for
     inference: BatchNorms folded into the convolutions, channels_last, in bf16 when that is the
@@ -110,7 +105,9 @@ class Colorizer:
     def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto",
                  keep_generator: bool = True) -> None:
         self.generator = generator.eval()
-        self.device = device
+        self.torch_device = device
+        self.device = str(device)
+        self.on_gpu = device.type != "cpu"
         self.precision = resolve_precision(precision, device)
         self._network = self.generator
         if device.type == "cpu":
@@ -119,12 +116,21 @@ class Colorizer:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
             self._network.to(dtype=dtype, memory_format=torch.channels_last)
 
+    name = "torch"
+
+    def ab(self, lightness: np.ndarray) -> np.ndarray:
+        return self.ab_tensor(torch.from_numpy(np.ascontiguousarray(lightness, dtype=np.float32))).numpy()
+
+    def threads(self, count: int | None) -> contextlib.AbstractContextManager[None]:
+        """torch's intra-op threads set to `count` inside the block (None: left as they are)."""
+        return torch_threads(count)
+
     @torch.inference_mode()
-    def ab(self, lightness_batch: torch.Tensor, *, on_device: bool = False) -> torch.Tensor:
+    def ab_tensor(self, lightness_batch: torch.Tensor, *, on_device: bool = False) -> torch.Tensor:
         """L (B, h, w) in [0, 100] -> ab (B, 2, h, w) in natural units, float32 on the CPU (with
         `on_device`: left on the network's device, for a join there)."""
         l_norm = lightness_batch[:, None] / 50 - 1
-        if self.device.type == "cpu":
+        if not self.on_gpu:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
             step = max(1, CPU_NETWORK_PIXELS // (l_norm.shape[-2] * l_norm.shape[-1]))
             ab_norm = torch.cat([self._network(_channels_last_input(l_norm[start:start + step], dtype))
@@ -132,8 +138,8 @@ class Colorizer:
         else:
             # Half precision on CUDA: the U-Net's output is a tanh, and the Lab join runs in float32.
             dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
-            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                ab_norm = self._network(l_norm.to(self.device))
+            with torch.autocast(self.torch_device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                ab_norm = self._network(l_norm.to(self.torch_device))
             if on_device:
                 return ab_norm.float() * AB_SCALE
         # contiguous: a channels_last result would reach the join's OpenCV code with strided rows.
