@@ -22,9 +22,14 @@ for _name in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACT
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory, monkeypatch):
     """Each test gets its own HF and torch caches so nothing leaks in from the user's machine."""
+    from huggingface_hub import constants
+
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("HF_HOME", str(cache / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+    # huggingface_hub read HF_HOME when first imported: its cache folder (where recolor also caches
+    # the exports of Hub models) is set here too.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache / "hf" / "hub"))
 
 
 @pytest.fixture(autouse=True)

@@ -632,14 +632,16 @@ def models_verify(
     bad = 0
     for name in names or list(BUILTIN_MODELS):
         if name in BUILTIN_MODELS:
-            status = model_status(BUILTIN_MODELS[name], check=True)
+            entry = BUILTIN_MODELS[name]
+            status = model_status(entry, check=True)
             if status.location == "missing":
                 line = f"{name}: not installed (nothing to verify)"
             elif status.ok is False:
                 bad += 1
                 line = f"[red]{escape(name)}: FAILED[/] ({escape(str(status.folder))}): {escape(status.problem or '')}"
             else:
-                known = "matches the registry" if status.ok else "no sha256 in the registry yet"
+                known = ("matches the registry" + (", and so does its OpenVINO export" if entry.export_sha256 else "")
+                         if status.ok else "no sha256 in the registry yet")
                 line = escape(f"{name}: ok ({status.location}, sha256 {status.sha256[:12]}…, {known}; loads)")
         else:
             folder = resolve_model(name, offline=True)

@@ -167,7 +167,9 @@ def test_unknown_repo_and_revision_are_usage_errors(hub, tmp_path):
 def test_pull_of_a_builtin_checks_sha256_and_apply_then_needs_no_network(hub, monkeypatch, model_files, tmp_path):
     digest = hashlib.sha256(model_files["model.safetensors"]).hexdigest()
     monkeypatch.setattr(models, "WEIGHTS_ROOT", tmp_path / "no-packaged-weights")
-    entry = dataclasses.replace(BUILTIN_MODELS["gan"], repo_id="org/tiny", revision=COMMIT, sha256="0" * 64)
+    # A repo pushed before exports existed: no export pinned; apply makes one once and caches it.
+    entry = dataclasses.replace(BUILTIN_MODELS["gan"], repo_id="org/tiny", revision=COMMIT, sha256="0" * 64,
+                                export_sha256=None)
     monkeypatch.setitem(BUILTIN_MODELS, "gan", entry)
     wrong = runner.invoke(app, ["models", "pull", "gan"])
     assert wrong.exit_code == 1 and "not the expected" in wrong.stderr

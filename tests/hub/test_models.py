@@ -103,11 +103,22 @@ def test_models_list_shows_every_builtin_and_where_its_weights_are_and_reads_at_
 
 
 def test_models_verify_checks_sha256_and_loading(packaged, monkeypatch, tmp_path):
+    from recolor.engine.export import export_folder
+
+    export_folder(packaged / "gan")
     digest = file_sha256(packaged / "gan" / "model.safetensors")
-    pinned = dataclasses.replace(BUILTIN_MODELS["gan"], revision="0" * 40, sha256=digest)
+    pinned = dataclasses.replace(BUILTIN_MODELS["gan"], revision="0" * 40, sha256=digest,
+                                 export_sha256=file_sha256(packaged / "gan" / "export.json"))
     monkeypatch.setitem(BUILTIN_MODELS, "gan", pinned)
     good = runner.invoke(app, ["models", "verify", "gan"])
-    assert good.exit_code == 0 and "matches the registry" in good.stdout
+    assert good.exit_code == 0 and "matches the registry, and so does its OpenVINO export" in good.stdout
+    # The export is checked too: a damaged graph file fails, naming it.
+    graph_weights = packaged / "gan" / "openvino_model.bin"
+    intact = graph_weights.read_bytes()
+    graph_weights.write_bytes(intact[:-8] + b"\0" * 8)
+    damaged = runner.invoke(app, ["models", "verify", "gan"])
+    assert damaged.exit_code == 1 and "openvino_model.bin does not match export.json" in damaged.stdout
+    graph_weights.write_bytes(intact)
     monkeypatch.setitem(BUILTIN_MODELS, "gan", dataclasses.replace(pinned, sha256="f" * 64))
     bad = runner.invoke(app, ["models", "verify"])
     assert bad.exit_code == 1 and "gan: FAILED" in bad.stdout and "sha256" in bad.stdout

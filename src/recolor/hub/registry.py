@@ -18,7 +18,6 @@ fails within seconds and says what to do instead. `HF_HUB_OFFLINE=1` is respecte
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -26,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recolor.errors import ModelError, NetworkUnavailableError, UsageError
+from recolor.hub.files import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 
 if TYPE_CHECKING:
     import torch
 
     from recolor.nn.unet import UNetGenerator
 
-CONFIG_NAME = "config.json"  # the same names as recolor.nn.pretrained, which imports torch
-WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_ROOT = Path(__file__).parents[1] / "weights"  # package data beside the code: recolor/weights/NAME/
 
 # Seconds to wait for the Hub's first answer before calling it unreachable. HF_HUB_ETAG_TIMEOUT
@@ -49,8 +47,10 @@ class BuiltinModel:
 
     `revision` is the pinned commit of `repo_id` on the Hugging Face Hub and `sha256` the hex
     digest of its `model.safetensors` (which is byte for byte the file shipped in the package).
-    `revision` is None until the weights are published on the Hub; `sha256` is None for a model
-    that ships no weights.
+    `export_sha256` is the digest of its export.json, which holds the digests of the inference
+    export's files and of the weights they were made from (recolor.hub.exports): one pin for the
+    whole chain. `revision` is None until the weights are published on the Hub; `sha256` is None for
+    a model that ships no weights.
     """
 
     name: str
@@ -58,6 +58,7 @@ class BuiltinModel:
     repo_id: str
     revision: str | None = None
     sha256: str | None = None
+    export_sha256: str | None = None
 
     @property
     def package_folder(self) -> Path:
@@ -80,18 +81,21 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         description="EfficientNet-Lite0 U-Net + PatchGAN, BCE soft labels, rebalanced L1",
         repo_id="recolor-cli/recolor-gan",
         sha256="2bbdd7c263aa5e69286fd2778302fb6ab46fa9d663ce260b326383762be15334",
+        export_sha256="e9ce4435cd8900f86431b822097b555a199251bba19fdec385db2151309902df",
     ),
     "wgan": BuiltinModel(
         name="wgan",
         description="EfficientNet-Lite0 U-Net + critic, WGAN-GP, rebalanced L1",
         repo_id="recolor-cli/recolor-wgan",
         sha256="f7c24b3bb5921830120eac9163bd94a5194042246af17a986ae9905cb8c5de48",
+        export_sha256="9b0e11153b3e2d5c3d87cc29efd25c156c5cdda0576bf9ae521b75925a221acf",
     ),
     "progan": BuiltinModel(
         name="progan",
         description="EfficientNet-Lite0 U-Net + stddev PatchGAN, EfficientNet perceptual loss",
         repo_id="recolor-cli/recolor-progan",
         sha256="5f5cf7d163e720f613f285a528bfd53d9ed94109a475aa8146873b9a7dc870de",
+        export_sha256="36ab209134dfd2162e993078c1126c57b663d95492c0ec178a840e7da9211985",
     ),
 }
 # Chosen from the figures of docs/results.md: progan has the highest PSNR of the three on the
@@ -324,15 +328,6 @@ def _verified(folder: Path, sha256: str | None, label: str) -> Path:
     return folder
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # ------------------------------------------------------------------------ the `models` commands
 
 
@@ -359,15 +354,42 @@ def model_status(model: BuiltinModel, *, check: bool = False) -> ModelStatus:
     digest = file_sha256(folder / WEIGHTS_NAME)
     if model.sha256 is not None and digest != model.sha256:
         return ModelStatus(model, location, folder, digest, False, f"sha256 {digest[:12]}… is not {model.sha256[:12]}…")
-    problem = _load_problem(folder)
+    problem = _export_problem(folder, digest, model.export_sha256) or _load_problem(folder)
     if problem is not None:
         return ModelStatus(model, location, folder, digest, False, problem)
     return ModelStatus(model, location, folder, digest, True if model.sha256 else None)
 
 
+def _export_problem(folder: Path, weights_sha256: str, pinned: str | None) -> str | None:
+    """Why the inference export beside the weights is not the registry's (None: it is, or nothing is pinned)."""
+    from recolor.hub.exports import RECORD_NAME, check_export
+
+    if pinned is None:
+        return None
+    record = folder / RECORD_NAME
+    if not record.is_file():
+        return f"{record} is missing"
+    if (actual := file_sha256(record)) != pinned:
+        return f"{RECORD_NAME} sha256 {actual[:12]}… is not {pinned[:12]}…"
+    try:
+        check_export(folder, weights_sha256)
+    except ModelError as error:
+        return error.cause
+    return None
+
+
 def verify_folder(folder: Path) -> tuple[str, str | None]:
-    """(sha256, problem or None) of any model folder: the digest, and whether the network loads it."""
-    return file_sha256(folder / WEIGHTS_NAME), _load_problem(folder)
+    """(sha256, problem or None) of any model folder: the digest, whether the network loads it, and
+    whether an inference export beside it (if any) matches the weights."""
+    from recolor.hub.exports import EXPORT_FILES, RECORD_NAME, check_export
+
+    digest = file_sha256(folder / WEIGHTS_NAME)
+    if any((folder / name).exists() for name in (RECORD_NAME, *EXPORT_FILES)):
+        try:
+            check_export(folder, digest)
+        except ModelError as error:
+            return digest, error.cause
+    return digest, _load_problem(folder)
 
 
 def _load_problem(folder: Path) -> str | None:
