@@ -2,9 +2,10 @@
 
     python scripts/ship_weights.py RUN NAME [--eval eval.json] [--card-info card.json]
 
-Writes src/recolor/weights/NAME/ (config.json, model.safetensors in fp16, metrics.jsonl,
-README.md = the model card) and docs/models/NAME.md (the same card), then prints the sha256 of
-model.safetensors to pin in recolor.hub.registry.BUILTIN_MODELS. Rerun it with --eval once
+Writes src/recolor/weights/NAME/ (config.json, model.safetensors in fp16, the OpenVINO export
+made from those fp16 weights with its export.json, metrics.jsonl, README.md = the model card) and
+docs/models/NAME.md (the same card), then prints the sha256 of model.safetensors and of export.json
+to pin in recolor.hub.registry.BUILTIN_MODELS. Rerun it with --eval once
 `recolor eval` has scored the shipped model, so the card carries the table.
 """
 
@@ -20,8 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from recolor.push.cards import write_model_card  # noqa: E402
+from recolor.engine.export import export_folder, remove_export  # noqa: E402
+from recolor.hub.exports import RECORD_NAME  # noqa: E402
 from recolor.hub.registry import BUILTIN_MODELS, WEIGHTS_ROOT  # noqa: E402
+from recolor.push.cards import write_model_card  # noqa: E402
 from recolor.nn.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_generator, read_config, save_generator  # noqa: E402
 
 
@@ -44,7 +47,9 @@ def main() -> None:
                 if key not in ("architecture", "generator", "recolor_version", "card")}
     metadata["card"] = card_info
     metadata["shipped_from_run"] = args.run.name
+    remove_export(target)
     save_generator(generator, target, metadata=metadata, half=True)
+    export_folder(target)  # from the fp16 weights as shipped, so the export is made from what is pinned
     if (args.run / "metrics.jsonl").is_file():
         shutil.copyfile(args.run / "metrics.jsonl", target / "metrics.jsonl")
 
@@ -56,6 +61,8 @@ def main() -> None:
     digest = hashlib.sha256((target / WEIGHTS_NAME).read_bytes()).hexdigest()
     size_mb = (target / WEIGHTS_NAME).stat().st_size / 1e6
     print(f"{target}: {WEIGHTS_NAME} {size_mb:.1f} MB, sha256 {digest}")
+    export_digest = hashlib.sha256((target / RECORD_NAME).read_bytes()).hexdigest()
+    print(f"{target}: {RECORD_NAME} sha256 {export_digest} (export_sha256)")
     print(f"config: {target / CONFIG_NAME}; card: docs/models/{args.name}.md")
 
 

@@ -67,8 +67,9 @@ def test_two_cpu_processes_train_one_model_with_gloo(tmp_path):
     assert [line["epoch"] for line in lines] == [1, 2]
     assert lines[-1]["batches"] == EPOCHS * 3
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl",
-                                                     "model.safetensors", "samples"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "export.json", "metrics.jsonl",
+                                                     "model.safetensors", "openvino_model.bin", "openvino_model.xml",
+                                                     "samples"]
     config = json.loads((run / "config.json").read_text())
     assert config["training"]["world_size"] == 2
     # The checkpoint keeps both ranks' augmentation generators, to resume each rank where it was.

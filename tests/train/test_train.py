@@ -318,7 +318,13 @@ def test_cli_trains_a_tiny_run_into_a_self_describing_folder(data, tmp_path):
     run = tmp_path / "runs" / "tiny"
     assert "recolor apply --model" in result.output
     assert {p.name for p in run.iterdir()} == {"config.json", "model.safetensors", "checkpoint.pt",
-                                               "metrics.jsonl", "samples"}
+                                               "metrics.jsonl", "samples", "openvino_model.xml",
+                                               "openvino_model.bin", "export.json"}
+    # The inference export written beside the weights was made from them (what apply will run).
+    from recolor.hub.exports import check_export
+    from recolor.hub.files import file_sha256
+
+    assert check_export(run, file_sha256(run / "model.safetensors")).graph == run / "openvino_model.xml"
     config = json.loads((run / "config.json").read_text())
     assert config["recipe"]["recon_weight"] == [[1, 50.0]] and config["recipe_overrides"] == {"recon_weight": 50.0}
     assert config["recipe"]["adversarial"] == {"kind": "bce-soft-labels", "real_label": 0.8, "fake_label": 0.2,

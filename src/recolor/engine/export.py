@@ -15,6 +15,7 @@ error naming the file: never a silent fallback to other weights.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -91,7 +92,7 @@ def write_export(generator: Any, folder: str | os.PathLike[str], *, weights_sha2
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    network = generator.float().to("cpu").eval()
+    network = copy.deepcopy(generator).float().to("cpu").eval()  # the caller's module is left as it is
     with torch.inference_mode(False), torch.no_grad(), tempfile.TemporaryDirectory(dir=folder) as scratch:
         model = ov.convert_model(network, example_input=torch.zeros(EXAMPLE_SHAPE),
                                  input=[ov.PartialShape([-1, 1, -1, -1])])

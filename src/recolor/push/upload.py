@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from recolor import __version__
+from recolor.hub.exports import EXPORT_FILES, RECORD_NAME
 from recolor.push.cards import CONFIG_NAME, METRICS_NAME, WEIGHTS_NAME, write_model_card
 from recolor.errors import ModelError, NetworkUnavailableError, RecolorError, UsageError
 
@@ -97,6 +98,9 @@ def plan_push(run: str | Path, *, repo_id: str, revision: str = "main", private:
     card = write_model_card(folder, eval_report=eval_report,
                             extra={"name": repo_id.split("/")[1], "repo_id": repo_id, **(extra or {})})
     names = [CONFIG_NAME, WEIGHTS_NAME]
+    # The inference export (checked against the weights by verify_folder above): what apply runs.
+    if (folder / RECORD_NAME).is_file():
+        names += [*EXPORT_FILES, RECORD_NAME]
     if logs:
         if (folder / METRICS_NAME).is_file():
             names.append(METRICS_NAME)
@@ -130,6 +134,12 @@ def push_run(run: str | Path, *, repo_id: str, revision: str = "main", private: 
                      extra=extra, logs=logs)
     if dry_run:
         return PushResult(plan=plan, dry_run=True)
+    if not (plan.folder / RECORD_NAME).is_file():  # a run saved before exports existed: make it, publish it
+        from recolor.engine.export import export_folder
+
+        export_folder(plan.folder)
+        plan = plan_push(run, repo_id=repo_id, revision=revision, private=private, eval_report=eval_report,
+                         extra=extra, logs=logs)
 
     from huggingface_hub import constants, get_token
 

@@ -32,6 +32,7 @@ from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
 from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
 from recolor.train.losses import perceptual_loss, rebalanced_l1
+from recolor.engine.export import export_folder, remove_export
 from recolor.hub.registry import resolve_model
 from recolor.nn import PatchDiscriminator
 from recolor.nn.perceptual import build_backbone, check_backbone, layers_for
@@ -597,11 +598,20 @@ class _Trainer:
         run_dir = self.plan.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         metadata = self._config_metadata(metrics)
-        save_generator(self.generator, run_dir, metadata=metadata)
+        folders = [run_dir]
         # GAN training wanders from epoch to epoch: kept epochs let a held-out set pick the best
         # one afterwards (`recolor eval runs/NAME/epochs/epoch_*`). Only complete epochs are kept.
         if metrics is not None and self.plan.settings.keep_epochs:
-            save_generator(self.generator, run_dir / EPOCHS_DIR / f"epoch_{metrics['epoch']:03d}", metadata=metadata)
+            folders.append(run_dir / EPOCHS_DIR / f"epoch_{metrics['epoch']:03d}")
+        for folder in folders:
+            # The old export goes first: were the run stopped before the new one is written, apply
+            # would make it from the weights rather than find one that does not match them.
+            remove_export(folder)
+            save_generator(self.generator, folder, metadata=metadata)
+            # The export is made from the weights as saved, at each end of epoch (not on Ctrl-C,
+            # where apply makes it when it is first needed).
+            if metrics is not None:
+                export_folder(folder)
         atomic_write(run_dir / CHECKPOINT_NAME, lambda fp: torch.save(state, fp))
 
     def _append_metrics(self, metrics: dict[str, Any]) -> None:
