@@ -18,7 +18,7 @@ PACKAGE = Path(recolor.__file__).parent
 # Low to high; a unit may import the units of lower floors only (and itself). Keep in step with the
 # diagram in docs/architecture.md.
 FLOORS: list[set[str]] = [
-    {"__init__", "errors", "colorspace"},  # the version, the errors every command shows, sRGB and Lab's numbers
+    {"__version__", "errors", "colorspace"},  # the version, the errors every command shows, sRGB and Lab's numbers
     {"color", "devices", "allocator"},  # what every command shares
     {"io"},  # real-world files
     {"nn"},  # the networks
@@ -29,8 +29,10 @@ FLOORS: list[set[str]] = [
     {"eval"},  # scores what apply ships (its engine, its contact page)
     {"train"},  # validates with eval's metrics
     {"push"},  # cards describe training runs
+    {"api"},  # the Python API: load_model, colorize
     {"cli"},
     {"__main__"},
+    {"__init__"},  # the package's face: `recolor.load_model` and `recolor.colorize` (the API, loaded when used)
 ]
 FLOOR_OF = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 
@@ -50,9 +52,8 @@ def imported_modules(path: Path) -> list[tuple[str, int]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "recolor":
-            if node.module == "recolor":  # `from recolor import __version__` or `from recolor import apply`
-                found += [(f"recolor.{alias.name}" if alias.name != "__version__" else "recolor", node.lineno)
-                          for alias in node.names]
+            if node.module == "recolor":  # `from recolor import __version__` or `from recolor import api`
+                found += [(f"recolor.{alias.name}", node.lineno) for alias in node.names]
             else:
                 found += [(node.module, node.lineno)]
                 # `from recolor.apply import pipeline`: the module pipeline, not only the package
@@ -111,6 +112,7 @@ def test_no_unit_imports_one_on_its_floor_or_above():
     for path in sources():
         unit = unit_of(path)
         for target, line in imported_modules(path):
+            # `recolor.__version__` is the version literal (floor 0), `recolor` alone the package's face.
             target_unit = target.split(".")[1] if "." in target else "__init__"
             if target_unit != unit and target_unit in FLOOR_OF and FLOOR_OF[target_unit] >= FLOOR_OF[unit]:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({unit}) imports {target} ({target_unit})")

@@ -158,11 +158,7 @@ def _over_pillows_limit(path: Path, error: Image.DecompressionBombError) -> Imag
 
 def _to_photo(im: ImageFile.ImageFile, path: Path, orientation: int) -> Photo:
     source_format = "JPEG" if im.format == "MPO" else im.format
-    source_mode = im.mode
-    icc = im.info.get("icc_profile") or None
-    exif = exif_for_output(im)
     dpi = pillow_dpi(im)
-
     image: Image.Image = im
     # Pillow's TIFF loader applies the orientation itself and deletes the tag: only turn the image
     # when the tag is still there after loading.
@@ -170,15 +166,26 @@ def _to_photo(im: ImageFile.ImageFile, path: Path, orientation: int) -> Photo:
         image = ImageOps.exif_transpose(im)
     if orientation in (5, 6, 7, 8) and dpi is not None:
         dpi = (dpi[1], dpi[0])
+    return photo_from_image(image, path=path, format=source_format, mode=im.mode,
+                            icc=im.info.get("icc_profile") or None, exif=exif_for_output(im), dpi=dpi)
 
-    image, alpha = _split_alpha(_normalise_mode(image, path))
-    profile = parse_profile(icc, path) if icc else None
+
+def photo_from_image(image: Image.Image, *, path: Path | None = None, format: str = "PNG", mode: str | None = None,
+                     icc: bytes | None = None, exif: bytes | None = None,
+                     dpi: tuple[float, float] | None = None) -> Photo:
+    """A Pillow image (any mode, as it stands: no EXIF orientation applied) -> a `Photo` in sRGB, as
+    `read_image` makes one from a file: its ICC profile (`icc`) applied, alpha split off, gray
+    kept as one channel repeated. `mode` is the source's (default: the image's own)."""
+    source_mode = mode or image.mode
+    label = path if path is not None else "the image"
+    image, alpha = _split_alpha(_normalise_mode(image, label))
+    profile = parse_profile(icc, label) if icc else None
     if icc and profile is None:
         icc = None
     if image.mode == "CMYK" and not profile_matches(profile, image.mode):
         image = image.convert("RGB")  # Pillow's naive conversion: no profile to do better with
     elif icc and profile is not None:
-        image = profile_to_srgb(image, icc, profile, path)
+        image = profile_to_srgb(image, icc, profile, label)
 
     if image.mode == "I;16":
         gray = np.asarray(image).astype(np.uint16)
@@ -190,7 +197,7 @@ def _to_photo(im: ImageFile.ImageFile, path: Path, orientation: int) -> Photo:
     bit_depth = 16 if rgb.dtype == np.uint16 else 8
     is_grayscale = source_mode in GRAY_MODES or looks_gray(rgb)
     return Photo(
-        path=path, rgb=rgb, alpha=alpha, format=source_format, mode=source_mode,
+        path=path, rgb=rgb, alpha=alpha, format=format, mode=source_mode,
         bit_depth=bit_depth, icc_profile=icc, exif=exif, dpi=dpi, is_grayscale=is_grayscale,
     )
 
