@@ -81,6 +81,28 @@ def main_options(
 
 # Options shared by several commands, declared once.
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+class NetworkPrecision(str, Enum):
+    """`--precision`: the network's number format (recolor.engine.openvino_cpu.PRECISIONS)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class NetworkEngine(str, Enum):
+    """`--engine`: what runs the network (recolor.engine.choice.ENGINES)."""
+
+    auto = "auto"
+    openvino = "openvino"
+    torch = "torch"
+
+
+Precision = Annotated[NetworkPrecision, typer.Option(
+    help="The network's numbers: auto is bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), fp16 on CUDA, "
+         "else fp32.")]
+EngineChoice = Annotated[NetworkEngine, typer.Option(
+    "--engine", help="What runs the network: auto is OpenVINO on the CPU (no torch at run time), torch on a GPU "
+                     "or where OpenVINO is not installed.")]
 Workers = Annotated[int, typer.Option(min=0, help="Worker processes for decoding images (0: in the main process).")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
 
@@ -343,6 +365,8 @@ def eval_command(
         min=1, help="N photos spread evenly over the set (every len/N-th by path), deterministic.", show_default=False)] = None,
     batch_size: BatchSize = 16,
     device: Device = "auto",
+    engine: EngineChoice = NetworkEngine.auto,
+    precision: Precision = NetworkPrecision.auto,
     workers: Annotated[Optional[int], typer.Option(
         min=0, help="Worker processes decoding photos (default: 0 on a CPU, where the metrics use every core; "
                     "up to 4 beside a GPU).", show_default=False)] = None,
@@ -380,8 +404,8 @@ def eval_command(
     try:
         report = ev.evaluate(
             data, models, all_builtin=all_models, size=size, limit=limit, batch_size=batch_size,
-            device=device, workers=workers, perceptual=perceptual, samples=samples, worst=worst,
-            on_start=start, on_batch=lambda count: progress.advance(task, count),
+            device=device, engine=engine.value, precision=precision.value, workers=workers, perceptual=perceptual,
+            samples=samples, worst=worst, on_start=start, on_batch=lambda count: progress.advance(task, count),
         )
     finally:
         progress.stop()
@@ -433,22 +457,6 @@ class Upsample(str, Enum):
     guided = "guided"
 
 
-class ApplyPrecision(str, Enum):
-    """`recolor apply --precision`: the network's number format (recolor.engine.openvino_cpu.PRECISIONS)."""
-
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class ApplyEngine(str, Enum):
-    """`recolor apply --engine`: what runs the network (recolor.engine.choice.ENGINES)."""
-
-    auto = "auto"
-    openvino = "openvino"
-    torch = "torch"
-
-
 @app.command()
 @friendly_errors
 def apply(
@@ -490,12 +498,8 @@ def apply(
         help="Videos: smooth the colors over time (reset at scene cuts), so they do not flicker.")] = True,
     temporal_strength: Annotated[float, typer.Option(
         min=0.0, max=0.95, help="Videos: the weight of past frames in the smoothing (0.8: about five frames).")] = 0.8,
-    precision: Annotated[ApplyPrecision, typer.Option(
-        help="The network's numbers: auto is bf16 on CPUs with native bf16 (AMX, AVX-512 BF16), fp16 on CUDA, "
-             "else fp32.")] = ApplyPrecision.auto,
-    engine: Annotated[ApplyEngine, typer.Option(
-        help="What runs the network: auto is OpenVINO on the CPU (no torch at run time), torch on a GPU or where "
-             "OpenVINO is not installed.")] = ApplyEngine.auto,
+    precision: Precision = NetworkPrecision.auto,
+    engine: EngineChoice = NetworkEngine.auto,
     dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
     shard: Annotated[Optional[str], typer.Option(
         help="Do part K of N of the run (K/N, e.g. 2/8): every N-th photo, the same parts for every process given "

@@ -114,9 +114,12 @@ class _ConstantAB(torch.nn.Module):
 
 
 def _constant_model(monkeypatch, a: float, b: float) -> None:
+    from recolor.engine.torch_device import TorchEngine
+
     real_load = ev._load_model
-    monkeypatch.setattr(ev, "_load_model",
-                        lambda spec, device: (_ConstantAB(a, b), {}) if spec == "constant" else real_load(spec, device))
+    monkeypatch.setattr(ev, "_load_model", lambda spec, device, **options: (
+        TorchEngine(_ConstantAB(a, b), device, precision="fp32") if spec == "constant"
+        else real_load(spec, device, **options)))
 
 
 def test_spurious_and_wrong_color_of_a_model_that_paints_everything_red(tmp_path, monkeypatch):
@@ -368,10 +371,10 @@ def test_all_reports_builtins_that_cannot_load(tmp_path, monkeypatch, tiny_model
     monkeypatch.setattr(ev, "_builtin_names", lambda: ["gan", "wgan"])
     real_load = ev._load_model
 
-    def load(spec, device):
+    def load(spec, device, **options):
         if spec in ("gan", "wgan"):
             raise ModelError(f"the built-in model {spec!r} has no weights in this install yet")
-        return real_load(spec, device)
+        return real_load(spec, device, **options)
 
     monkeypatch.setattr(ev, "_load_model", load)
     folder = _photos(tmp_path / "photos", count=2)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from recolor.errors import UsageError
+from recolor.errors import ModelError, UsageError
 from recolor.hub.registry import resolve_model
 
 ENGINES = ("auto", "openvino", "torch")
@@ -74,6 +74,22 @@ def choose_engine(engine: str, device: str) -> str:
     return "torch"
 
 
+def generator_stride(folder: Path) -> int:
+    """The total stride of the generator in `folder` (its input's sides must be multiples of it), from
+    config.json alone: 2 ** (depth + 1) for the note's U-Net, 32 for a pretrained encoder's."""
+    import json
+
+    from recolor.hub.files import CONFIG_NAME
+
+    try:
+        arguments = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")).get("generator", {})
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{folder / CONFIG_NAME} cannot be read ({error})", "re-download or re-train the model") from None
+    if arguments.get("encoder", "unet") == "unet":
+        return 2 ** (int(arguments.get("depth", 4)) + 1)
+    return 32
+
+
 def open_engine(model: str, *, engine: str = "auto", device: str = "auto", precision: str = "auto",
                 offline: bool | None = None, notify: Callable[[str], None] = lambda line: None) -> Engine:
     """The engine that runs `model` (a built-in name, weights or run folder, or Hub id) on `device`.
@@ -88,7 +104,8 @@ def open_engine(model: str, *, engine: str = "auto", device: str = "auto", preci
         from recolor.engine.export import find_export
         from recolor.engine.openvino_cpu import OpenVINOEngine
 
-        return OpenVINOEngine(find_export(folder, notify=notify).graph, precision=precision)
+        return OpenVINOEngine(find_export(folder, notify=notify).graph, precision=precision,
+                              stride=generator_stride(folder))
     from recolor.devices import resolve_device
     from recolor.engine.torch_device import TorchEngine
     from recolor.nn.pretrained import load_generator

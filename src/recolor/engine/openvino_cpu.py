@@ -21,8 +21,6 @@ from recolor.errors import ModelError, UsageError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
-# The generator's input must be a multiple of this (its encoder's stride).
-RENDER_MULTIPLE = 32
 
 
 def cpu_has_native_bf16() -> bool:
@@ -61,10 +59,11 @@ class OpenVINOEngine:
     device = "cpu"
     on_gpu = False
 
-    def __init__(self, graph: str | os.PathLike[str], *, precision: str = "auto") -> None:
+    def __init__(self, graph: str | os.PathLike[str], *, precision: str = "auto", stride: int = 32) -> None:
         import openvino as ov
 
         self.precision = resolve_precision(precision)
+        self.stride = stride  # the input's sides must be multiples of it (the generator's total stride)
         self._core = ov.Core()
         try:
             self._model = self._core.read_model(str(graph))
@@ -99,8 +98,8 @@ class OpenVINOEngine:
 
     def ab(self, lightness: np.ndarray) -> np.ndarray:
         lightness = np.asarray(lightness, dtype=np.float32)
-        if lightness.ndim != 3 or lightness.shape[1] % RENDER_MULTIPLE or lightness.shape[2] % RENDER_MULTIPLE:
-            raise ValueError(f"L must be (B, h, w) with h and w multiples of {RENDER_MULTIPLE}, got {lightness.shape}")
+        if lightness.ndim != 3 or lightness.shape[1] % self.stride or lightness.shape[2] % self.stride:
+            raise ValueError(f"L must be (B, h, w) with h and w multiples of {self.stride}, got {lightness.shape}")
         l_norm = lightness[:, None] * np.float32(1 / 50) - np.float32(1)
         request = self._request()
         request.infer({0: l_norm})

@@ -105,6 +105,7 @@ class TorchEngine:
     def __init__(self, generator: torch.nn.Module, device: torch.device, *, precision: str = "auto",
                  keep_generator: bool = True) -> None:
         self.generator = generator.eval()
+        self.stride = getattr(generator, "stride", 1)
         self.torch_device = device
         self.device = str(device)
         self.on_gpu = device.type != "cpu"

@@ -29,15 +29,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from recolor.eval import metrics
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from recolor.colorspace import AB_SCALE
 from recolor.errors import DataError, Interrupted, RecolorError, UsageError
 from recolor.eval.report import METRIC_COLUMNS, Report, Row  # noqa: F401  (evaluate's results, re-exported)
+
+if TYPE_CHECKING:
+    from recolor.engine.choice import Engine
 
 GRAY = "gray"
 PERCEPTUAL = ("effnet", "vgg", "lpips", "fid")
@@ -317,10 +321,24 @@ def _gray(l_norm: torch.Tensor) -> torch.Tensor:
     return l_norm.new_zeros(l_norm.shape[0], 2, *l_norm.shape[2:])
 
 
-def _load_model(spec: str, device: torch.device):
-    from recolor.hub.registry import load_model
+def _load_model(spec: str, device: torch.device, *, engine: str = "auto", precision: str = "auto") -> Engine:
+    """The engine that runs `spec` as `recolor apply --engine ENGINE --precision PRECISION` runs it, so
+    that eval scores what apply ships (OpenVINO on the CPU where installed, torch on a GPU)."""
+    from recolor.engine.choice import open_engine
 
-    return load_model(spec, device=device)
+    return open_engine(spec, engine=engine, device=str(device), precision=precision)
+
+
+def _predictor(engine: Engine, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """L in [-1, 1] (N, 1, H, W) on `device` -> ab in [-1, 1] (N, 2, H, W) on `device`, through `engine`."""
+    if engine.name == "torch" and engine.on_gpu:  # no round trip through the host
+        return lambda l_norm: engine.ab_tensor((l_norm[:, 0] + 1) * 50, on_device=True) / AB_SCALE
+
+    def predict(l_norm: torch.Tensor) -> torch.Tensor:
+        ab = engine.ab(((l_norm[:, 0] + 1) * 50).float().cpu().numpy())
+        return torch.from_numpy(ab).to(device) / AB_SCALE
+
+    return predict
 
 
 def _builtin_names() -> list[str]:
@@ -330,7 +348,7 @@ def _builtin_names() -> list[str]:
 
 
 def load_models(specs: Sequence[str], *, all_builtin: bool, device: torch.device, size: int,
-                unavailable: dict[str, str]) -> list[_Model]:
+                unavailable: dict[str, str], engine: str = "auto", precision: str = "auto") -> list[_Model]:
     """The models to score after `gray`, resolved as `recolor apply` resolves --model.
 
     A model named on the command line that cannot load is an error; a built-in added by --all that
@@ -344,17 +362,17 @@ def load_models(specs: Sequence[str], *, all_builtin: bool, device: torch.device
         if spec == GRAY:
             raise UsageError("'gray' is the baseline row, always present", "leave it out of the MODEL list")
         try:
-            generator, _ = _load_model(spec, device)
+            runner = _load_model(spec, device, engine=engine, precision=precision)
         except RecolorError as error:
             if explicit:
                 raise
             unavailable[spec] = error.cause  # its fix speaks of --model, which eval spells MODEL
             continue
-        stride = getattr(generator, "stride", 1)
+        stride = runner.stride
         if size % stride:
             raise UsageError(f"model {spec} needs an input size that is a multiple of {stride}, not {size}",
                              f"use --size {max(stride, size // stride * stride)}")
-        models.append(_Model(spec, generator))
+        models.append(_Model(spec, _predictor(runner, device)))
     return models
 
 
@@ -412,6 +430,8 @@ def evaluate(
     limit: int | None = None,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    engine: str = "auto",
+    precision: str = "auto",
     workers: int | None = None,
     perceptual: bool = True,
     samples: str | Path | None = None,
@@ -421,6 +441,8 @@ def evaluate(
 ) -> Report:
     """Score the gray baseline and `models` on the photos in `data` at size x size.
 
+    `engine`, `precision`: what runs each model, as for `recolor apply` (auto: OpenVINO in bf16 on a
+    CPU with native bf16, else f32; torch on a GPU), so the table scores what apply ships.
     `workers`: processes decoding photos; None picks 0 on a CPU (the metrics already use every
     core, and extra decoders only compete with them) and up to 4 beside a GPU.
     `samples`: a folder for each model's sheet of its `worst` photos by PSNR and by spurious color
@@ -443,7 +465,8 @@ def evaluate(
     data = Path(data)
     dataset = open_images(data, size=size, limit=limit)
     unavailable: dict[str, str] = {}
-    scored = load_models(models, all_builtin=all_builtin, device=device, size=size, unavailable=unavailable)
+    scored = load_models(models, all_builtin=all_builtin, device=device, size=size, unavailable=unavailable,
+                         engine=engine, precision=precision)
 
     pair_metrics: dict[str, Any] = {}
     fid_template = None
