@@ -1,7 +1,7 @@
 """`recolor apply` against the floor of only decoding and encoding: marginal cost, start-up, peak memory.
 
     PYTHONPATH=src python benchmarks/apply_speed.py [--model NAME] [--count-1mp 24] [--count-24mp 3]
-        [--device cpu] [--repeat 2] [--apply-args "..."] [--stages] [--precision-check]
+        [--device cpu] [--repeat 2] [--apply-args "..."] [--stages [--engine auto|openvino|torch]]
 
 For each case (1 MP = 1224 x 816, 24 MP = 6000 x 4000; synthetic grayscale JPEGs, quality 90,
 smooth shapes and grain) it prints, in one run:
@@ -30,8 +30,7 @@ Only the CLI and the image reader and writer are used, so the same script measur
 before/after tables of docs/performance.md: run it with PYTHONPATH pointing at each tree, back to
 back). Every timing is the best of `--repeat` runs; the load average is printed beside each figure
 (on a shared machine the figures are high). `--stages` adds the stages of the current tree in this
-process (ms per photo of each, one after another); `--precision-check` the fp32 against bf16
-network on scikit-image's photos made gray.
+process (ms per photo of each, one after another); the engines' precision is benchmarks/engines.py's.
 """
 
 from __future__ import annotations
@@ -125,21 +124,17 @@ def best(repeat: int, function):
     return min(runs, key=lambda run: run[0])
 
 
-def stages(folder: Path, out: Path, model: str, device: str) -> None:
+def stages(folder: Path, out: Path, model: str, device: str, engine: str) -> None:
     """ms per photo of each stage of the current tree, one after another, in this process."""
-    import torch
+    import numpy as np
 
     from recolor.apply.join import join, network_lightness
-    from recolor.apply.network import Colorizer
     from recolor.apply.pipeline import render_shape
-    from recolor.hub.registry import load_model
+    from recolor.engine.choice import open_engine
 
     read_image, write_image = image_io()
-
-    generator, _ = load_model(model, device=torch.device(device))
-    colorizer = Colorizer(generator, torch.device(device))
+    network = open_engine(model, engine=engine, device=device)
     paths = sorted(folder.glob("*.jpg"))[:8]
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - min(4, os.cpu_count() or 1)))
     marks = {}
 
     def timed(name, function):
@@ -151,43 +146,13 @@ def stages(folder: Path, out: Path, model: str, device: str) -> None:
     photos = timed("decode", lambda: [read_image(p) for p in paths])
     shapes = [render_shape(*p.size, 256) for p in photos]
     smalls = timed("network L (shrink)", lambda: [network_lightness(p, s) for p, s in zip(photos, shapes)])
-    colorizer.ab(torch.stack(smalls[:1]))
-    abs_ = timed("network", lambda: list(colorizer.ab(torch.stack(smalls))))
+    with network.threads(max(1, (os.cpu_count() or 1) - min(4, os.cpu_count() or 1))):
+        network.ab(np.stack(smalls[:1]))
+        abs_ = timed(f"network ({network.name} {network.precision})", lambda: list(network.ab(np.stack(smalls))))
     results = timed("upsample + join", lambda: [join(p, ab, small) for p, ab, small in zip(photos, abs_, smalls)])
     timed("encode", lambda: [write_image(out / p.name, rgb, like=photo, quality=95)
                              for p, rgb, photo in zip(paths, results, photos)])
     print("    stages, ms per photo: " + ", ".join(f"{name} {ms:.1f}" for name, ms in marks.items()) + f" ({load()})")
-
-
-def precision_check(model: str) -> None:
-    """fp32 vs bf16 network (Colorizer.ab, then the join at full size), scikit-image photos made gray."""
-    import numpy as np
-    import skimage.data
-    import torch
-    from PIL import Image
-
-    from recolor.apply.join import join, network_lightness
-    from recolor.apply.network import Colorizer
-    from recolor.apply.pipeline import render_shape
-    from recolor.hub.registry import load_model
-    from recolor.io.photo import Photo
-
-    generator, _ = load_model(model, device=torch.device("cpu"))
-    fp32 = Colorizer(generator, torch.device("cpu"), precision="fp32")
-    bf16 = Colorizer(generator, torch.device("cpu"), precision="bf16")
-    print("\nfp32 vs bf16 network, scikit-image photos made gray:")
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
-        image = getattr(skimage.data, name)()
-        gray = image if image.ndim == 2 else np.asarray(Image.fromarray(image[..., :3]).convert("L"))
-        photo = Photo(path=None, rgb=np.repeat(gray[..., None], 3, axis=2), alpha=None, format="PNG", mode="L",
-                      bit_depth=8, icc_profile=None, exif=None, dpi=None, is_grayscale=True)
-        small = network_lightness(photo, render_shape(*photo.size, 256))
-        ab32, ab16 = fp32.ab(small[None])[0], bf16.ab(small[None])[0]
-        error = (ab32 - ab16).abs()
-        mse = np.mean((join(photo, ab32, small).astype(np.float64) - join(photo, ab16, small)) ** 2)
-        psnr = 10 * np.log10(255**2 / mse) if mse > 0 else float("inf")
-        print(f"  {name:>10} {photo.size[0]}x{photo.size[1]}: |ab| mean {ab32.abs().mean():5.2f}; |Δab| mean "
-              f"{error.mean():.3f}, max {error.max():.2f}; RGB PSNR fp32 vs bf16 {psnr:.1f} dB")
 
 
 def default_model() -> str:
@@ -205,7 +170,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each timing; the best is printed")
     parser.add_argument("--apply-args", default="", help='more options for recolor apply, e.g. "--batch-size 2"')
     parser.add_argument("--stages", action="store_true", help="also time each stage of the current tree")
-    parser.add_argument("--precision-check", action="store_true", help="also print fp32 vs bf16 PSNR")
+    parser.add_argument("--engine", default="auto", help="the engine --stages runs (apply's own: --apply-args)")
     parser.add_argument("--floor-child", nargs=3, metavar=("FOLDER", "OUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
@@ -254,9 +219,7 @@ def main() -> None:
                   f"{own:>17} | {one[0] - marginal / 1000:5.2f} ({one[3] - marginal_cpu / 1000:5.2f}) {one_load:>11} | "
                   f"{many[1]:.0f} / {one[1]:.0f} / {floor_run[1]:.0f}", flush=True)
             if args.stages:
-                stages(root / case / "all", out, args.model or default_model(), args.device)
-    if args.precision_check:
-        precision_check(args.model or default_model())
+                stages(root / case / "all", out, args.model or default_model(), args.device, args.engine)
 
 
 if __name__ == "__main__":

@@ -111,3 +111,16 @@ def test_import_recolor_loads_neither_numpy_nor_torch():
                           env={"PYTHONPATH": str(Path(recolor.__file__).parents[1])})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_example_in_docs_api_runs(tmp_path):
+    """The first code block of docs/api.md, as a reader would run it from the repository's root
+    (its outputs go to tmp_path)."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "api.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"examples/', f'"{root}/examples/').replace('colored.save("', f'colored.save("{tmp_path}/')
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(recolor.__file__).parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "detroit-1915-colorized.jpg").is_file() and "Model('progan'" in done.stdout
