@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from recolor.eval import models as eval_models
 from recolor.eval import protocol as ev
 from recolor.cli import app
 from recolor.errors import ModelError, NetworkUnavailableError
@@ -116,8 +117,8 @@ class _ConstantAB(torch.nn.Module):
 def _constant_model(monkeypatch, a: float, b: float) -> None:
     from recolor.engine.torch_device import TorchEngine
 
-    real_load = ev._load_model
-    monkeypatch.setattr(ev, "_load_model", lambda spec, device, **options: (
+    real_load = eval_models._load_model
+    monkeypatch.setattr(eval_models, "_load_model", lambda spec, device, **options: (
         TorchEngine(_ConstantAB(a, b), device, precision="fp32") if spec == "constant"
         else real_load(spec, device, **options)))
 
@@ -368,15 +369,15 @@ def test_fid_accumulates_over_the_set_with_a_stand_in_feature_extractor(tmp_path
 
 
 def test_all_reports_builtins_that_cannot_load(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setattr(ev, "_builtin_names", lambda: ["gan", "wgan"])
-    real_load = ev._load_model
+    monkeypatch.setattr(eval_models, "_builtin_names", lambda: ["gan", "wgan"])
+    real_load = eval_models._load_model
 
     def load(spec, device, **options):
         if spec in ("gan", "wgan"):
             raise ModelError(f"the built-in model {spec!r} has no weights in this install yet")
         return real_load(spec, device, **options)
 
-    monkeypatch.setattr(ev, "_load_model", load)
+    monkeypatch.setattr(eval_models, "_load_model", load)
     folder = _photos(tmp_path / "photos", count=2)
     report = ev.evaluate(folder, [str(tiny_model)], all_builtin=True, size=32, perceptual=False)
     assert [row.model for row in report.rows] == ["gray", str(tiny_model)]

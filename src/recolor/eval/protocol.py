@@ -29,21 +29,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from recolor.eval import metrics
 from recolor.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
-from recolor.colorspace import AB_SCALE
 from recolor.errors import DataError, Interrupted, RecolorError, UsageError
+from recolor.eval.models import ScoredModel, load_models
 from recolor.eval.report import METRIC_COLUMNS, Report, Row  # noqa: F401  (evaluate's results, re-exported)
 
-if TYPE_CHECKING:
-    from recolor.engine.choice import Engine
-
-GRAY = "gray"
 PERCEPTUAL = ("effnet", "vgg", "lpips", "fid")
 # A download that neither answers nor fails (a black-holed connection) must not hang an evaluation.
 DOWNLOAD_TIMEOUT_S = 15.0
@@ -308,78 +304,10 @@ def _try_perceptual(name: str, device: torch.device) -> tuple[Any, str | None]:
                       f"internet, or copy the file into {cache}")
 
 
-# ----------------------------------------------------------------------------------- the models
-
-
-@dataclass
-class _Model:
-    name: str
-    predict: Callable[[torch.Tensor], torch.Tensor]  # L in [-1, 1] (N, 1, H, W) -> ab in [-1, 1] (N, 2, H, W)
-
-
-def _gray(l_norm: torch.Tensor) -> torch.Tensor:
-    return l_norm.new_zeros(l_norm.shape[0], 2, *l_norm.shape[2:])
-
-
-def _load_model(spec: str, device: torch.device, *, engine: str = "auto", precision: str = "auto") -> Engine:
-    """The engine that runs `spec` as `recolor apply --engine ENGINE --precision PRECISION` runs it, so
-    that eval scores what apply ships (OpenVINO on the CPU where installed, torch on a GPU)."""
-    from recolor.engine.choice import open_engine
-
-    return open_engine(spec, engine=engine, device=str(device), precision=precision)
-
-
-def _predictor(engine: Engine, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """L in [-1, 1] (N, 1, H, W) on `device` -> ab in [-1, 1] (N, 2, H, W) on `device`, through `engine`."""
-    if engine.name == "torch" and engine.on_gpu:  # no round trip through the host
-        return lambda l_norm: engine.ab_tensor((l_norm[:, 0] + 1) * 50, on_device=True) / AB_SCALE
-
-    def predict(l_norm: torch.Tensor) -> torch.Tensor:
-        ab = engine.ab(((l_norm[:, 0] + 1) * 50).float().cpu().numpy())
-        return torch.from_numpy(ab).to(device) / AB_SCALE
-
-    return predict
-
-
-def _builtin_names() -> list[str]:
-    from recolor.hub.registry import BUILTIN_MODELS
-
-    return list(BUILTIN_MODELS)
-
-
-def load_models(specs: Sequence[str], *, all_builtin: bool, device: torch.device, size: int,
-                unavailable: dict[str, str], engine: str = "auto", precision: str = "auto") -> list[_Model]:
-    """The models to score after `gray`, resolved as `recolor apply` resolves --model.
-
-    A model named on the command line that cannot load is an error; a built-in added by --all that
-    cannot load (weights neither shipped nor downloadable) is recorded in `unavailable` and left out.
-    """
-    wanted = [(spec, True) for spec in dict.fromkeys(specs)]
-    if all_builtin:
-        wanted += [(name, False) for name in _builtin_names() if name not in specs]
-    models = [_Model(GRAY, _gray)]
-    for spec, explicit in wanted:
-        if spec == GRAY:
-            raise UsageError("'gray' is the baseline row, always present", "leave it out of the MODEL list")
-        try:
-            runner = _load_model(spec, device, engine=engine, precision=precision)
-        except RecolorError as error:
-            if explicit:
-                raise
-            unavailable[spec] = error.cause  # its fix speaks of --model, which eval spells MODEL
-            continue
-        stride = runner.stride
-        if size % stride:
-            raise UsageError(f"model {spec} needs an input size that is a multiple of {stride}, not {size}",
-                             f"use --size {max(stride, size // stride * stride)}")
-        models.append(_Model(spec, _predictor(runner, device)))
-    return models
-
-
 # -------------------------------------------------------------------------------------- the run
 
 
-def _colorize(model: _Model, lightness: torch.Tensor) -> torch.Tensor:
+def _colorize(model: ScoredModel, lightness: torch.Tensor) -> torch.Tensor:
     """True L (N, 1, H, W) in [0, 100] -> the model's sRGB (N, 3, H, W) in [0, 1], clipped to the gamut."""
     ab = denormalize_ab(model.predict(normalize_l(lightness)).float())
     return lab_to_rgb(torch.cat((lightness, ab), dim=1))
@@ -571,7 +499,7 @@ def evaluate(
     return report
 
 
-def _write_samples(folder: Path, dataset: Dataset, models: Sequence[_Model], tallies: dict[str, _Tally], *,
+def _write_samples(folder: Path, dataset: Dataset, models: Sequence[ScoredModel], tallies: dict[str, _Tally], *,
                    worst: int, device: torch.device, report: Report) -> Path:
     """Each model's sheet of its `worst` photos by PSNR and by spurious color; returns the index page.
 
@@ -580,7 +508,7 @@ def _write_samples(folder: Path, dataset: Dataset, models: Sequence[_Model], tal
     """
     from recolor.eval import samples as eval_samples
 
-    def renderer(model: _Model) -> Callable[[list[int]], dict[int, tuple[torch.Tensor, ...]]]:
+    def renderer(model: ScoredModel) -> Callable[[list[int]], dict[int, tuple[torch.Tensor, ...]]]:
         def render(positions: list[int]) -> dict[int, tuple[torch.Tensor, ...]]:
             cells = {}
             with torch.inference_mode():
