@@ -132,6 +132,22 @@ def test_hub_id_downloads_both_files_into_the_hf_cache_and_then_works_offline(hu
     assert model_requests(hub) == []
 
 
+def test_a_repo_with_an_export_brings_it_and_apply_runs_it_without_making_one(hub, tmp_path):
+    from recolor.engine.export import export_folder
+
+    exported = tiny_model(tmp_path / "exported")
+    export_folder(exported)
+    hub.repos["org/exported"] = {p.name: p.read_bytes() for p in exported.iterdir() if p.is_file()}
+    folder = resolve_model("org/exported")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "export.json",
+                                                  "openvino_model.xml", "openvino_model.bin"}
+    save_gray(tmp_path / "a.jpg")
+    result = runner.invoke(app, ["apply", str(tmp_path / "a.jpg"), "--model", "org/exported", "--out",
+                                 str(tmp_path / "out"), "--render-size", "32", "--engine", "openvino"])
+    assert result.exit_code == 0, result.output
+    assert "making one" not in result.stderr and (tmp_path / "out" / "a.jpg").is_file()
+
+
 def test_pinned_commit_in_cache_needs_no_request(hub):
     folder = resolve_model(f"org/tiny@{COMMIT}")
     hub.requests.clear()

@@ -303,11 +303,31 @@ def download_from_hub(repo_id: str, *, revision: str | None = None, sha256: str 
             raise NetworkUnavailableError(f"downloading {name} of {label} from {endpoint} failed ({reason})",
                                           way_out) from None
     folder = paths[0].parent
+    _download_export(repo_id, commit, timeout=timeout, endpoint=endpoint, force=force)
     if commit is not None and commit != (revision or "main"):
         # hf_hub_download stored the files under the commit; refs/REVISION lets the cache answer
         # `org/name[@revision]` offline later, as a download by branch name would have.
         _remember_ref(paths[0], revision or "main", commit)
     return _verified(folder, sha256, label)
+
+
+def _download_export(repo_id: str, commit: str | None, *, timeout: float, endpoint: str, force: bool) -> None:
+    """The repo's inference export too, when it has one (repos pushed before exports existed have
+    none: apply then makes it once, locally). At the same commit as the weights, into their folder."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    from recolor.hub.exports import EXPORT_FILES, RECORD_NAME
+
+    for name in (RECORD_NAME, *EXPORT_FILES):
+        try:
+            hf_hub_download(repo_id, name, revision=commit, etag_timeout=timeout, endpoint=endpoint,
+                            force_download=force, library_name="recolor")
+        except RemoteEntryNotFoundError:
+            if name == RECORD_NAME:
+                return  # no export in this repo
+            raise ModelError(f"Hub repo {repo_id} has {RECORD_NAME} but no {name}",
+                             "push the run again with `recolor push` (it publishes the whole export)") from None
 
 
 def _remember_ref(config_path: Path, revision: str, commit: str) -> None:
