@@ -217,8 +217,10 @@ def colorfulness_shortfall(rgb_pred: torch.Tensor, rgb_true: torch.Tensor) -> to
     sRGB batches (N, 3, H, W) in [0, 1]. DDColor's colourfulness loss (Kang et al., ICCV 2023,
     "DDColor: Towards Photo-Realistic Image Colorization via Dual Decoders"; `ColorfulnessLoss` in
     github.com/piddnad/DDColor basicsr/losses/losses.py, weight 0.5) is 1 − CF(pred) on RGB in
-    [0, 1], summed over the batch: it pushes for colour without bound, on a gray sky as on a parrot.
-    This is that loss as a hinge towards each photo's own colourfulness, in the same units (CF/255):
+    [0, 1] (their CF a variant on |R − G| and |(R + G)/2 − B|), summed over the batch: it pushes for
+    colour without bound, on a gray sky as on a parrot. This is that loss as a hinge towards each
+    photo's own colourfulness, in the same units (CF on [0, 1], i.e. eval's CF / 255), averaged
+    over the batch (λ 8 at batch 16 gives each photo DDColor's push of 0.5):
     it pushes only where the output is duller than the truth and stops there, so a photo that is
     nearly gray in truth (a white sky, a sepia print: most of the spurious colour, docs/results.md)
     adds nothing. The truth carries no gradient. An exactly gray output gets a zero gradient (the
