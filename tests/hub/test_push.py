@@ -442,3 +442,25 @@ def test_offline_mode_refuses_but_dry_run_works(run, monkeypatch):
     with pytest.raises(UsageError, match="offline mode"):
         push_run(run, repo_id="org/tiny")
     assert push_run(run, repo_id="org/tiny", dry_run=True).dry_run
+
+
+def test_card_names_the_neutral_colour_loss_options_as_deviations():
+    from recolor.push.cards import _derived_deviations
+    from recolor.train.recipes import RECIPES, apply_overrides
+
+    overrides = {"neutral_weight_floor": 1.5, "neutral_chroma_weight": 35.0, "colorfulness_weight": 8.0,
+                 "lr_g": 1e-4}
+    config = {"recipe": apply_overrides(RECIPES["progan"], overrides).to_dict(), "recipe_overrides": overrides,
+              "generator": {"width": 64}, "training": {"epochs": 20, "size": 256}}
+    found = _derived_deviations(config)
+    assert found == [
+        "AB-rebalancing weight of pixels neutral in the ground truth (chroma < 5) raised to at least 1.5 "
+        "(`--neutral-weight-floor`; not in the note)",
+        "extra loss 35 · the predicted chroma where the ground truth is neutral (`--neutral-chroma-weight`; "
+        "not in the note)",
+        "extra loss 8 · the colourfulness shortfall, DDColor's colourfulness loss as a hinge towards each photo's "
+        "own (`--colorfulness-weight`; not in the note)",
+        "lr_g set to 0.0001 (recipe: 0.0004)"]
+    # Switched off (0) they are no deviation.
+    config["recipe_overrides"] = {"neutral_chroma_weight": 0.0}
+    assert _derived_deviations(config) == []

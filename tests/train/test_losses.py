@@ -12,9 +12,15 @@ from torch import nn
 
 from recolor.errors import NetworkUnavailableError
 from recolor.train.losses import (
+    ColorfulnessShortfall,
+    NeutralChromaPenalty,
     SoftLabelBCE,
     WassersteinGP,
+    colorfulness_shortfall,
+    floor_neutral_weights,
     gradient_penalty,
+    neutral_chroma_penalty,
+    neutral_mask,
     perceptual_loss,
     rebalanced_l1,
     sample_scores,
@@ -273,3 +279,97 @@ def test_pretrained_vgg_loads_weights_from_the_torch_hub_cache():
     loaded = VGGFeatures(pretrained=True, layers=("relu1_2",))
     for a, b in zip(loaded.parameters(), source.parameters()):
         assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------- colour on neutral pixels (#24)
+
+
+def _ab(*pairs_in_ab_units) -> torch.Tensor:
+    """ab (1, 2, 1, P) in network units from (a, b) pairs in ab units."""
+    return torch.tensor(pairs_in_ab_units, dtype=torch.float32).T.reshape(1, 2, 1, -1) / 110
+
+
+def test_neutral_mask_is_eval_s_neutral_chroma():
+    # chroma 0, 4.9 (3, 3.87), 5.0 (3, 4), 20: only the first two are neutral (chroma < 5)
+    assert neutral_mask(_ab((0, 0), (3, 3.87), (3, 4), (-20, 0))).flatten().tolist() == [True, True, False, False]
+
+
+def test_floor_raises_only_neutral_pixels_below_it():
+    ab_true = _ab((0, 0), (1, -2), (30, 0), (0, 12))
+    weights = torch.tensor([0.5, 3.0, 0.5, 0.5]).view(1, 1, 1, 4)
+    floored = floor_neutral_weights(weights, ab_true, 2.0)
+    assert floored.flatten().tolist() == [2.0, 3.0, 0.5, 0.5]   # a neutral weight above the floor stays
+    assert torch.equal(floor_neutral_weights(weights, ab_true, 0.0), weights)
+    # Through the L1: a wrong colour on the gray pixel now costs four times as much.
+    ab_pred = _ab((30, 0), (1, -2), (30, 0), (0, 12))
+    assert rebalanced_l1(ab_pred, ab_true, floored).item() == pytest.approx(
+        4 * rebalanced_l1(ab_pred, ab_true, weights).item(), rel=1e-6)
+
+
+def test_neutral_chroma_penalty_is_zero_for_gray_on_gray_and_grows_with_chroma_there():
+    ab_true = _ab((0, 0), (2, 2), (40, 10))
+    gray = _ab((0, 0), (0, 0), (40, 10))
+    assert neutral_chroma_penalty(gray, ab_true).item() == pytest.approx(0.0, abs=1e-7)
+    # Colour where the truth is colourful costs nothing; where it is gray, its chroma (ab/110) over all pixels.
+    tinted = _ab((0, 0), (0, 0), (-60, 60))
+    assert neutral_chroma_penalty(tinted, ab_true).item() == pytest.approx(0.0, abs=1e-7)
+    painted = _ab((30, 40), (0, 0), (40, 10))
+    assert neutral_chroma_penalty(painted, ab_true).item() == pytest.approx(50 / 110 / 3, abs=1e-3)
+    brighter = _ab((60, 80), (0, 0), (40, 10))
+    assert neutral_chroma_penalty(brighter, ab_true) > neutral_chroma_penalty(painted, ab_true)
+
+
+def test_neutral_chroma_penalty_has_a_finite_gradient_at_gray_that_points_to_gray():
+    ab_true = _ab((0, 0), (0, 0))
+    ab_pred = _ab((0, 0), (20, -10)).requires_grad_(True)
+    neutral_chroma_penalty(ab_pred, ab_true).backward()
+    gradient = ab_pred.grad.flatten(2)[0]
+    assert torch.isfinite(gradient).all()
+    assert gradient[:, 0].abs().max() == 0          # already gray: no push
+    assert gradient[0, 1] > 0 and gradient[1, 1] < 0   # a descent step moves (20, -10) towards 0
+
+
+def _photo(saturation: float) -> torch.Tensor:
+    """A 2 x 2 photo: red and blue halves around mid gray, `saturation` 0 (gray) to 1."""
+    base = torch.full((1, 3, 2, 2), 0.5)
+    base[0, :, :, 0] += saturation * torch.tensor([0.4, -0.2, -0.2]).view(3, 1)
+    base[0, :, :, 1] += saturation * torch.tensor([-0.2, -0.2, 0.4]).view(3, 1)
+    return base
+
+
+def test_colorfulness_shortfall_is_a_hinge_towards_the_truth_s_colorfulness():
+    from recolor.eval.metrics import colorfulness
+
+    truth = _photo(0.6)
+    assert colorfulness_shortfall(truth, truth).item() == pytest.approx(0.0, abs=1e-5)
+    assert colorfulness_shortfall(_photo(1.0), truth).item() == 0.0   # more colourful than the truth: no push
+    dull = _photo(0.3)
+    expected = (colorfulness(truth) - colorfulness(dull)).item() / 255
+    assert colorfulness_shortfall(dull, truth).item() == pytest.approx(expected, rel=1e-3)
+    assert colorfulness_shortfall(_photo(0.0), truth) > colorfulness_shortfall(dull, truth) > 0
+    # A gray truth asks for no colour, whatever the prediction.
+    assert colorfulness_shortfall(_photo(0.0), _photo(0.0)).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_colorfulness_shortfall_pushes_a_dull_prediction_towards_colour():
+    pred = _photo(0.05).requires_grad_(True)
+    colorfulness_shortfall(pred, _photo(0.6)).backward()
+    stepped = (pred - 0.5 * pred.grad).detach()
+    assert colorfulness_shortfall(stepped, _photo(0.6)) < colorfulness_shortfall(pred.detach(), _photo(0.6))
+    # An exactly gray output is a stationary point (the colourfulness is a norm, flat there on
+    # average); the gradient stays finite rather than NaN.
+    gray = _photo(0.0).requires_grad_(True)
+    colorfulness_shortfall(gray, _photo(0.6)).backward()
+    assert torch.isfinite(gray.grad).all()
+
+
+def test_extra_terms_take_lab_in_network_units():
+    l_norm = torch.zeros(1, 1, 1, 2)
+    ab_true = _ab((0, 0), (0, 0))
+    ab_pred = _ab((30, 40), (0, 0))
+    penalty = NeutralChromaPenalty(weight=3.0)
+    assert penalty(l_norm, ab_pred, ab_true).item() == pytest.approx(50 / 110 / 2, abs=1e-3)
+    assert penalty.to_dict() == {"kind": "neutral_chroma", "weight": 3.0, "neutral_chroma": 5.0}
+    shortfall = ColorfulnessShortfall(weight=0.5)
+    assert shortfall(l_norm, ab_true, ab_pred).item() > 0   # the gray output of a coloured truth falls short
+    assert shortfall(l_norm, ab_pred, ab_true).item() == 0.0

@@ -113,3 +113,26 @@ def test_perceptual_layers_override_changes_only_the_recipe_data():
     assert RECIPES["progan"].perceptual_layers == ("relu1_2", "relu2_2", "relu3_3")
     with pytest.raises(UsageError, match="unknown perceptual layers"):
         apply_overrides(RECIPES["progan"], {"perceptual_layers": ["relu9_9"]})
+
+
+def test_neutral_colour_options_add_terms_and_leave_every_recipe_s_defaults_alone():
+    from recolor.train.losses import ColorfulnessShortfall, NeutralChromaPenalty
+
+    for recipe in RECIPES.values():
+        assert recipe.neutral_weight_floor == 0.0 and recipe.extra_losses == ()
+    progan = RECIPES["progan"]
+    changed = apply_overrides(progan, {"neutral_weight_floor": 2.0, "neutral_chroma_weight": 17.5,
+                                       "colorfulness_weight": 0.5})
+    assert changed.neutral_weight_floor == 2.0
+    assert changed.extra_losses == (NeutralChromaPenalty(weight=17.5), ColorfulnessShortfall(weight=0.5))
+    assert changed.to_dict()["extra_losses"] == [
+        {"kind": "neutral_chroma", "weight": 17.5, "neutral_chroma": 5.0},
+        {"kind": "colorfulness_shortfall", "weight": 0.5}]
+    assert changed.perceptual_weight == progan.perceptual_weight and changed.recon_weight == progan.recon_weight
+    # A later override replaces a term's λ; 0 removes the term.
+    again = apply_overrides(changed, {"neutral_chroma_weight": 5.0, "colorfulness_weight": 0.0})
+    assert again.extra_losses == (NeutralChromaPenalty(weight=5.0),)
+    with pytest.raises(UsageError, match="negative"):
+        apply_overrides(progan, {"neutral_weight_floor": -1.0})
+    with pytest.raises(UsageError, match="negative"):
+        apply_overrides(progan, {"colorfulness_weight": -1.0})

@@ -234,6 +234,35 @@ def test_init_from_a_model_folder_takes_its_generator_and_a_new_critic(data, tmp
         train("gan", data, out=tmp_path, name="wide", settings={**TINY, "width": 16, "init_from": str(model)})
 
 
+def test_neutral_colour_options_reach_the_generator_loss_and_config_json(tmp_path, two_epochs):
+    """--neutral-weight-floor, --neutral-chroma-weight and --colorfulness-weight, from a trained model.
+
+    With frozen networks (lr 0) both runs see the same batches and predictions, so the generator's
+    reconstruction loss differs by exactly the new terms and the floored L1.
+    """
+    data = make_prepared(tmp_path / "gray-top", train=16, val=8, gray_rows=12)
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(two_epochs / name, model / name)
+    settings = {**TINY, "epochs": 1, "steps_per_epoch": 2, "init_from": str(model)}
+    frozen = {"lr_g": 0.0, "lr_d": 0.0}
+    base = train("gan", data, out=tmp_path, name="base", overrides=frozen, settings=settings).metrics[0]
+    options = {"neutral_weight_floor": 5.0, "neutral_chroma_weight": 20.0, "colorfulness_weight": 2.0}
+    run = train("gan", data, out=tmp_path, name="neutral", overrides={**frozen, **options}, settings=settings)
+    line = run.metrics[0]
+    assert line["neutral_chroma"] > 0 and line["colorfulness_shortfall"] >= 0
+    assert "neutral_chroma" not in base and "colorfulness_shortfall" not in base
+    assert line["l1"] > base["l1"]          # the data has neutral pixels, now weighed 5
+    expected = 70 * line["l1"] + 20.0 * line["neutral_chroma"] + 2.0 * line["colorfulness_shortfall"]
+    assert line["g_recon"] == pytest.approx(expected, rel=1e-4)
+    assert base["g_recon"] == pytest.approx(70 * base["l1"], rel=1e-4)
+    config = json.loads((tmp_path / "neutral" / "config.json").read_text())
+    assert config["recipe_overrides"] == {**frozen, **options}
+    assert config["recipe"]["neutral_weight_floor"] == 5.0
+    assert [term["kind"] for term in config["recipe"]["extra_losses"]] == ["neutral_chroma", "colorfulness_shortfall"]
+
+
 def test_no_gan_warm_up_trains_the_generator_alone_and_the_recipes_start_from_it(data, tmp_path):
     warm = train("gan", data, out=tmp_path, name="warm", settings={**TINY, "epochs": 1, "steps_per_epoch": 3,
                                                                      "gan": False})
@@ -313,7 +342,7 @@ def test_cli_trains_a_tiny_run_into_a_self_describing_folder(data, tmp_path):
     result = CliRunner().invoke(app, [
         "train", "gan", "--data", str(data), "--out", str(tmp_path / "runs"), "--name", "tiny", "--width", "8",
         "--epochs", "1", "--batch-size", "8", "--workers", "0", "--steps-per-epoch", "3", "--val-images", "8",
-        "--sample-images", "2", "--recon-weight", "50", "--seed", "3"])
+        "--sample-images", "2", "--recon-weight", "50", "--seed", "3", "--neutral-chroma-weight", "10"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "tiny"
     assert "recolor apply --model" in result.output
@@ -326,7 +355,9 @@ def test_cli_trains_a_tiny_run_into_a_self_describing_folder(data, tmp_path):
 
     assert check_export(run, file_sha256(run / "model.safetensors")).graph == run / "openvino_model.xml"
     config = json.loads((run / "config.json").read_text())
-    assert config["recipe"]["recon_weight"] == [[1, 50.0]] and config["recipe_overrides"] == {"recon_weight": 50.0}
+    assert config["recipe"]["recon_weight"] == [[1, 50.0]]
+    assert config["recipe_overrides"] == {"recon_weight": 50.0, "neutral_chroma_weight": 10.0}
+    assert config["recipe"]["extra_losses"] == [{"kind": "neutral_chroma", "weight": 10.0, "neutral_chroma": 5.0}]
     assert config["recipe"]["adversarial"] == {"kind": "bce-soft-labels", "real_label": 0.8, "fake_label": 0.2,
                                                "generator_target": 1.0}
     assert config["discriminator"]["layers"] == 4 and config["generator"]["width"] == 8

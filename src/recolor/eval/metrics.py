@@ -87,12 +87,14 @@ def ssim(rgb_pred: torch.Tensor, rgb_true: torch.Tensor, *, data_range: float = 
     return (numerator / denominator).flatten(1).mean(dim=1)
 
 
-def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
+def colorfulness(rgb: torch.Tensor, *, eps: float = 0.0) -> torch.Tensor:
     """Hasler and Süsstrunk (2003) colorfulness per image, on RGB scaled to 0..255.
 
     rg = R - G, yb = (R + G) / 2 - B; M = sqrt(std_rg² + std_yb²) + 0.3 sqrt(mean_rg² + mean_yb²),
     with population standard deviations over the image's pixels. 0 for any gray image; the paper's scale
     reads 15 "slightly colorful", 33 "moderately", 45 "averagely", 59 "quite", 82 "highly", 109 "extremely".
+    `eps` (0 for the metric) goes under both square roots: a loss gives it a small positive value so
+    that the gradient stays finite on a gray image, where the square roots' derivatives are infinite.
     """
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ValueError(f"colorfulness expects RGB batches (N, 3, H, W), got {tuple(rgb.shape)}")
@@ -100,8 +102,8 @@ def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
     red, green, blue = scaled[:, 0].flatten(1), scaled[:, 1].flatten(1), scaled[:, 2].flatten(1)
     rg = red - green
     yb = 0.5 * (red + green) - blue
-    spread = torch.sqrt(rg.var(dim=1, correction=0) + yb.var(dim=1, correction=0))
-    offset = torch.sqrt(rg.mean(dim=1).square() + yb.mean(dim=1).square())
+    spread = torch.sqrt(rg.var(dim=1, correction=0) + yb.var(dim=1, correction=0) + eps)
+    offset = torch.sqrt(rg.mean(dim=1).square() + yb.mean(dim=1).square() + eps)
     return spread + 0.3 * offset
 
 

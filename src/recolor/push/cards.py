@@ -402,6 +402,17 @@ def _recipe_section(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The loss options against spurious colour (issue #24; docs/training.md), none of them the note's.
+NEUTRAL_COLOUR_OPTIONS = {
+    "neutral_weight_floor": "AB-rebalancing weight of pixels neutral in the ground truth (chroma < 5) raised to at "
+                            "least {value} (`--neutral-weight-floor`; not in the note)",
+    "neutral_chroma_weight": "extra loss {value} · the predicted chroma where the ground truth is neutral "
+                             "(`--neutral-chroma-weight`; not in the note)",
+    "colorfulness_weight": "extra loss {value} · the colourfulness shortfall, DDColor's colourfulness loss as a hinge "
+                           "towards each photo's own (`--colorfulness-weight`; not in the note)",
+}
+
+
 def _derived_deviations(config: dict[str, Any]) -> list[str]:
     """Deviations that config.json itself shows: scaled epochs, width, size, overrides, backbone."""
     recipe = config.get("recipe") or {}
@@ -420,7 +431,10 @@ def _derived_deviations(config: dict[str, Any]) -> list[str]:
 
     base = RECIPES[recipe["name"]].to_dict() if recipe.get("name") in RECIPES else {}
     for key, value in (config.get("recipe_overrides") or {}).items():
-        if key in base:
+        if key in NEUTRAL_COLOUR_OPTIONS:
+            if value:
+                found.append(NEUTRAL_COLOUR_OPTIONS[key].format(value=_fmt(value)))
+        elif key in base:
             original = _recon_schedule(base[key]) if key == "recon_weight" else _fmt(base[key])
             found.append(f"{key} set to {_fmt(value)} (recipe: {original})")
         else:

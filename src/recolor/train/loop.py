@@ -31,7 +31,7 @@ from recolor.allocator import keep_freed_memory
 from recolor.color import denormalize_ab, network_to_rgb, rgb_to_network
 from recolor.devices import resolve_device
 from recolor.errors import DataError, TrainingError, UsageError
-from recolor.train.losses import perceptual_loss, rebalanced_l1
+from recolor.train.losses import floor_neutral_weights, perceptual_loss, rebalanced_l1
 from recolor.engine.export import export_folder, remove_export
 from recolor.hub.registry import resolve_model
 from recolor.nn import PatchDiscriminator
@@ -463,7 +463,8 @@ class _Trainer:
                 # NoGAN warm-up: no critic yet, the reconstruction losses alone.
                 g_adv = (recipe.adversarial.g_loss(self.critic_for_g, fake) if adversarial
                          else fake.new_zeros(()))
-                weights = self.ab_weights.lookup(denormalize_ab(ab_true))
+                weights = floor_neutral_weights(self.ab_weights.lookup(denormalize_ab(ab_true)), ab_true,
+                                                recipe.neutral_weight_floor)
                 l1 = rebalanced_l1(ab_fake, ab_true, weights)
                 g_recon = recon_weight * l1
                 values["l1"] = l1
@@ -471,6 +472,10 @@ class _Trainer:
                     perceptual = perceptual_loss(l_norm, ab_fake, ab_true, self.features)
                     g_recon = g_recon + recipe.perceptual_weight * perceptual
                     values["perceptual"] = perceptual
+                for term in recipe.extra_losses:
+                    value = term(l_norm, ab_fake, ab_true)
+                    g_recon = g_recon + term.weight * value
+                    values[term.name] = value
                 g_loss = g_adv + g_recon
             self.scaler_g.scale(g_loss).backward()
             self.scaler_g.step(self.opt_g)

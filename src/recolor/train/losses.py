@@ -6,7 +6,8 @@ math lives in small pure functions a test can call alone.
 
 Conventions: a critic (discriminator) maps a Lab batch (N, 3, H, W) in network units to a patch
 map of scores (N, 1, h, w); a sample's score is the mean of its patch map. ab in network units is
-ab / 110 in [-1, 1].
+ab / 110 in [-1, 1]. "Neutral" is `recolor eval`'s word: ground-truth chroma below
+`recolor.eval.metrics.NEUTRAL_CHROMA` (5 ab units), the pixels its `spurious` figure watches.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from recolor.color import network_to_rgb
+from recolor.colorspace import AB_SCALE
+from recolor.eval.metrics import NEUTRAL_CHROMA, colorfulness
 from recolor.nn.vgg import VGGFeatures, perceptual_distance
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
@@ -152,3 +155,125 @@ def perceptual_loss(l_norm: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.
     with torch.no_grad():
         rgb_true = network_to_rgb(l_norm, ab_true)
     return perceptual_distance(rgb_pred, rgb_true, features).mean()
+
+
+# ------------------------------------------------------------------------ colour on neutral pixels
+# Three candidates against spurious colour (issue #24), none in the note and none in a recipe's
+# defaults: `recolor train --neutral-weight-floor / --neutral-chroma-weight / --colorfulness-weight`.
+
+# Under the square root of a chroma: its derivative at a = b = 0 would be 0 / 0. 1e-3 network units
+# is 0.11 ab units, far below anything visible.
+_CHROMA_EPS = 1e-3
+# Under the square roots of the colorfulness, in (0..255)² units: finite gradients on gray images.
+_COLORFULNESS_EPS = 1e-6
+
+
+def neutral_mask(ab_true: torch.Tensor, *, neutral: float = NEUTRAL_CHROMA) -> torch.Tensor:
+    """Pixels whose ground truth is neutral: chroma below `neutral` ab units.
+
+    ab_true (N, 2, H, W) in network units -> bool (N, 1, H, W). The same threshold as eval's spurious figure.
+    """
+    ab = ab_true.float() * AB_SCALE
+    return torch.hypot(ab[:, 0:1], ab[:, 1:2]) < neutral
+
+
+def floor_neutral_weights(weights: torch.Tensor, ab_true: torch.Tensor, floor: float, *,
+                          neutral: float = NEUTRAL_CHROMA) -> torch.Tensor:
+    """Rebalancing weights (N, 1, H, W) with those of ground-truth-neutral pixels raised to `floor`.
+
+    The AB rebalancing gives the commonest colours, grays above all, the lowest weights (0.5 at the
+    floor of the note's clamp), so a wrong colour on a white shirt costs the rebalanced L1 less than
+    a wrong colour anywhere else. The floor acts per pixel on the exact ground-truth chroma, not on
+    whole ab bins: the bins are 6.7 ab units wide, so the gray bin and its eight neighbours would
+    reach chroma 14, far past what eval counts as neutral. Weights above `floor` are kept; a floor
+    of 0 (or any floor at or below the smallest weight) changes nothing.
+    """
+    if floor <= 0:
+        return weights
+    return torch.where(neutral_mask(ab_true, neutral=neutral), weights.clamp(min=floor), weights)
+
+
+def neutral_chroma_penalty(ab_pred: torch.Tensor, ab_true: torch.Tensor, *,
+                           neutral: float = NEUTRAL_CHROMA) -> torch.Tensor:
+    """Predicted chroma where the ground truth is neutral: mean over all pixels of mask · |ab_pred|.
+
+    ab in network units (N, 2, H, W); the chroma is sqrt(a² + b²) in network units (ab / 110), 0 on
+    pixels that are not neutral in the ground truth. The mean over all pixels (not only the neutral
+    ones) puts it on the rebalanced L1's scale: on a neutral pixel whose truth is 0, λ · chroma
+    adds between λ·√2/λ_L1 and 2λ/λ_L1 to its rebalancing weight (along a diagonal, along an axis),
+    so λ 17.5 beside λ_L1 70 adds 0.35-0.5. It pulls towards gray, not towards the truth's small
+    tint, and is 0 for a gray prediction.
+    """
+    mask = neutral_mask(ab_true, neutral=neutral)
+    pred = ab_pred.float()
+    chroma = torch.sqrt(pred[:, 0:1].square() + pred[:, 1:2].square() + _CHROMA_EPS**2) - _CHROMA_EPS
+    return (chroma * mask).mean()
+
+
+def colorfulness_shortfall(rgb_pred: torch.Tensor, rgb_true: torch.Tensor) -> torch.Tensor:
+    """How much less colourful the prediction is than the truth: mean over images of
+    max(0, CF(true) − CF(pred)) / 255, CF the Hasler-Süsstrunk colourfulness of `recolor eval`.
+
+    sRGB batches (N, 3, H, W) in [0, 1]. DDColor's colourfulness loss (Kang et al., ICCV 2023,
+    "DDColor: Towards Photo-Realistic Image Colorization via Dual Decoders"; `ColorfulnessLoss` in
+    github.com/piddnad/DDColor basicsr/losses/losses.py, weight 0.5) is 1 − CF(pred) on RGB in
+    [0, 1] (their CF a variant on |R − G| and |(R + G)/2 − B|), summed over the batch: it pushes for
+    colour without bound, on a gray sky as on a parrot. This is that loss as a hinge towards each
+    photo's own colourfulness, in the same units (CF on [0, 1], i.e. eval's CF / 255), averaged
+    over the batch (λ 8 at batch 16 gives each photo DDColor's push of 0.5):
+    it pushes only where the output is duller than the truth and stops there, so a photo that is
+    nearly gray in truth (a white sky, a sepia print: most of the spurious colour, docs/results.md)
+    adds nothing. The truth carries no gradient. An exactly gray output gets a zero gradient (the
+    colourfulness is norm-like there); a generator's outputs are never exactly gray.
+    """
+    cf_pred = colorfulness(rgb_pred, eps=_COLORFULNESS_EPS)
+    with torch.no_grad():
+        cf_true = colorfulness(rgb_true)
+    return ((cf_true - cf_pred).clamp(min=0) / 255).mean()
+
+
+class GeneratorTerm(Protocol):
+    """An extra term of the generator loss: the loop adds `weight · term(...)` to the reconstruction
+    loss and logs the unweighted value under `name` in metrics.jsonl."""
+
+    name: ClassVar[str]
+    weight: float
+
+    def __call__(self, l_norm: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor) -> torch.Tensor:
+        """Scalar loss from L (N, 1, H, W) and ab (N, 2, H, W), all in network units."""
+        ...
+
+    def to_dict(self) -> dict:
+        ...
+
+
+@dataclass(frozen=True)
+class NeutralChromaPenalty:
+    """`neutral_chroma_penalty`, weighted (`--neutral-chroma-weight`)."""
+
+    name: ClassVar[str] = "neutral_chroma"
+    weight: float
+    neutral: float = NEUTRAL_CHROMA
+
+    def __call__(self, l_norm: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor) -> torch.Tensor:
+        return neutral_chroma_penalty(ab_pred, ab_true, neutral=self.neutral)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.name, "weight": self.weight, "neutral_chroma": self.neutral}
+
+
+@dataclass(frozen=True)
+class ColorfulnessShortfall:
+    """`colorfulness_shortfall` on the sRGB of the prediction and of the truth, weighted (`--colorfulness-weight`)."""
+
+    name: ClassVar[str] = "colorfulness_shortfall"
+    weight: float
+
+    def __call__(self, l_norm: torch.Tensor, ab_pred: torch.Tensor, ab_true: torch.Tensor) -> torch.Tensor:
+        rgb_pred = network_to_rgb(l_norm, ab_pred)
+        with torch.no_grad():
+            rgb_true = network_to_rgb(l_norm, ab_true)
+        return colorfulness_shortfall(rgb_pred, rgb_true)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.name, "weight": self.weight}

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recolor.errors import UsageError
-from recolor.train.losses import AdversarialLoss, SoftLabelBCE, WassersteinGP
+from recolor.train.losses import (AdversarialLoss, ColorfulnessShortfall, GeneratorTerm, NeutralChromaPenalty,
+                                  SoftLabelBCE, WassersteinGP)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class Recipe:
     epochs: int                          # the note's training length
     perceptual_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")
     notes: tuple[str, ...] = field(default=())
+    # Not in the note (issue #24), off in every recipe: a floor on the rebalancing weight of pixels
+    # neutral in the ground truth (0: none), and extra generator terms, each with its own λ.
+    neutral_weight_floor: float = 0.0
+    extra_losses: tuple[GeneratorTerm, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Everything the recipe holds, as JSON-ready data (written into config.json)."""
@@ -113,6 +118,8 @@ class Recipe:
             "betas_d": list(self.betas_d),
             "epochs": self.epochs,
             "notes": list(self.notes),
+            "neutral_weight_floor": self.neutral_weight_floor,
+            "extra_losses": [term.to_dict() for term in self.extra_losses],
         }
 
 
@@ -187,8 +194,12 @@ def get_recipe(name: str) -> Recipe:
 
 # Overrides a user may give, each mapped to the recipe field (or strategy field) it changes.
 OVERRIDABLE = ("recon_weight", "recon_schedule", "schedule_scale", "perceptual_weight", "perceptual_layers",
-               "lr_g", "lr_d", "d_layers", "critic_steps", "gp_weight", "soft_labels", "g_norm")
+               "lr_g", "lr_d", "d_layers", "critic_steps", "gp_weight", "soft_labels", "g_norm",
+               "neutral_weight_floor", "neutral_chroma_weight", "colorfulness_weight")
 G_NORMS = ("batch", "pixel")
+# The extra generator terms an override switches on, by the override that gives their λ.
+EXTRA_LOSSES: dict[str, type] = {"neutral_chroma_weight": NeutralChromaPenalty,
+                                 "colorfulness_weight": ColorfulnessShortfall}
 
 
 def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
@@ -197,6 +208,8 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
     recon_weight (a constant λ) and recon_schedule ('1:70,19:10,26:30') replace the L1 schedule;
     schedule_scale then stretches or shrinks its phases. gp_weight and soft_labels ((real, fake))
     change the adversarial strategy's numbers and are refused where the strategy has no such number.
+    neutral_weight_floor sets the floor on neutral pixels' rebalancing weights; each key of
+    EXTRA_LOSSES adds its term with that λ (0 removes it).
     """
     unknown = set(overrides) - set(OVERRIDABLE)
     if unknown:
@@ -213,7 +226,7 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
     if "schedule_scale" in given:
         schedule = schedule.scaled(given["schedule_scale"])
     changes["recon_weight"] = schedule
-    for key in ("perceptual_weight", "lr_g", "lr_d", "critic_steps"):
+    for key in ("perceptual_weight", "lr_g", "lr_d", "critic_steps", "neutral_weight_floor"):
         if key in given:
             changes[key] = given[key]
     if "perceptual_layers" in given:
@@ -246,4 +259,16 @@ def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
         real, fake = given["soft_labels"]
         adversarial = dataclasses.replace(adversarial, real_label=real, fake_label=fake)
     changes["adversarial"] = adversarial
+    extra = list(recipe.extra_losses)
+    for key, term in EXTRA_LOSSES.items():
+        if key in given:
+            if given[key] < 0:
+                raise UsageError(f"--{key.replace('_', '-')} {given[key]} is negative", "use 0 or more")
+            extra = [other for other in extra if not isinstance(other, term)]
+            if given[key] > 0:
+                extra.append(term(weight=float(given[key])))
+    changes["extra_losses"] = tuple(extra)
+    if given.get("neutral_weight_floor", 0) < 0:
+        raise UsageError(f"--neutral-weight-floor {given['neutral_weight_floor']} is negative",
+                         "use 0 (no floor) or a weight such as 1")
     return dataclasses.replace(recipe, **changes)
