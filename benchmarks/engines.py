@@ -165,9 +165,9 @@ def colors(model: str, folder: str | None, count: int, engines: list[str]) -> No
 
     reference = open_runner("torch-fp32", model, os.cpu_count() or 1)
     runners = {engine: open_runner(engine, model, os.cpu_count() or 1) for engine in engines if engine != "torch-fp32"}
-    figures = {engine: {"mean": [], "max": [], "psnr": []} for engine in runners}
+    figures = {engine: {"mean": [], "max": [], "psnr": [], "name": []} for engine in runners}
     chosen = photos(folder, count)
-    for _, gray in chosen:
+    for name, gray in chosen:
         photo = Photo(path=None, rgb=np.repeat(gray[..., None], 3, axis=2), alpha=None, format="PNG", mode="L",
                       bit_depth=8, icc_profile=None, exif=None, dpi=None, is_grayscale=True)
         small = network_lightness(photo, render_shape(*photo.size, 256))
@@ -180,13 +180,18 @@ def colors(model: str, folder: str | None, count: int, engines: list[str]) -> No
             figures[engine]["mean"].append(float(error.mean()))
             figures[engine]["max"].append(float(error.max()))
             figures[engine]["psnr"].append(10 * np.log10(255**2 / mse) if mse > 0 else float("inf"))
+            figures[engine]["name"].append(name)
     print(f"\ncolors against torch fp32, {len(chosen)} photos made gray ({folder or 'scikit-image + examples/'}), "
           "render size 256:")
-    print(f"{'engine':>17} | mean |Δab| (worst photo) | max |Δab| | RGB PSNR mean / lowest dB")
+    print(f"{'engine':>17} | mean |Δab| (worst photo) | max |Δab| | RGB PSNR mean / lowest dB | worst photo; "
+          "photos over 1.0 mean |Δab| or under 40 dB")
     for engine, values in figures.items():
         finite = [v for v in values["psnr"] if v != float("inf")] or [float("inf")]
+        worst = values["name"][int(np.argmin(values["psnr"]))]
+        over = sum(m > 1.0 or p < 40 for m, p in zip(values["mean"], values["psnr"]))
         print(f"{engine:>17} | {statistics.mean(values['mean']):9.3f} ({max(values['mean']):6.3f}) | "
-              f"{max(values['max']):9.2f} | {statistics.mean(finite):6.1f} / {min(values['psnr']):5.1f}")
+              f"{max(values['max']):9.2f} | {statistics.mean(finite):6.1f} / {min(values['psnr']):5.1f} | "
+              f"{worst}; {over} of {len(values['psnr'])}")
 
 
 def main() -> None:
