@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from recolor.errors import ModelError, UsageError
+from recolor.hub.exports import GRAPH_NAME, GRAPH_WEIGHTS_NAME, RECORD_NAME
 from recolor.hub.registry import BUILTIN_MODELS
 
 CONFIG_NAME = "config.json"  # the names of recolor.nn.pretrained, which imports torch
@@ -113,7 +114,7 @@ def write_model_card(folder: str | Path, *, eval_report: dict[str, Any] | None =
         _deviations(info, config),
         _training_section(info, config, training, recipe, metrics),
         _networks(config),
-        _files(weights),
+        _files(weights, has_export=(folder / RECORD_NAME).is_file()),
         _versions(config),
     ]
     return "\n".join(section for section in sections if section)
@@ -532,12 +533,16 @@ def _networks(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _files(weights: dict[str, Any]) -> str:
+def _files(weights: dict[str, Any], *, has_export: bool) -> str:
     dtypes = ", ".join(weights["dtypes"]) or "unknown"
+    export = (f"- `{GRAPH_NAME}`, `{GRAPH_WEIGHTS_NAME}`: the same generator as OpenVINO IR (fp16 weights), what "
+              f"`recolor apply` runs on a CPU; `{RECORD_NAME}`: the sha256 of the weights it was made from and of "
+              "each of its files\n" if has_export else "")
     return ("## Files\n\n"
             f"- `{CONFIG_NAME}`: what builds the network, the recipe, the training settings and the data summary\n"
             f"- `{WEIGHTS_NAME}`: the generator's weights ({dtypes}, {weights['tensors']} tensors, "
-            f"{weights['bytes']:,} bytes), sha256 `{weights['sha256']}`\n\n"
+            f"{weights['bytes']:,} bytes), sha256 `{weights['sha256']}`\n"
+            + export + "\n"
             "recolor only loads safetensors; it never loads pickles.\n")
 
 
