@@ -5,6 +5,7 @@ writes a run folder that describes itself:
 
     runs/NAME/config.json          recipe, networks, data, seed, versions (the generator's config)
     runs/NAME/model.safetensors    the generator: the folder loads with load_generator / --model
+    runs/NAME/openvino_model.*     its export for apply on a CPU, with export.json (each end of epoch)
     runs/NAME/checkpoint.pt        everything to resume (plain tensors and numbers: weights_only)
     runs/NAME/metrics.jsonl        one JSON line per epoch, epochs counted from 1
     runs/NAME/samples/epoch_NNN.png  L | prediction | ground truth on fixed validation images
