@@ -12,7 +12,12 @@ not counted). Engines:
 - torch fp32 and torch bf16: `recolor.engine.torch_device.TorchEngine` (BatchNorms folded,
   channels_last; bf16 where the CPU has it natively), today's CPU path before OpenVINO;
 - OpenVINO f32 and bf16: the shipped export (OpenVINO IR, fp16 weights), `recolor.engine.openvino_cpu`;
+- OpenVINO bf16 on ONNX (if onnx is installed): the same engine reading an fp32 ONNX export instead
+  of the IR, to compare the two formats (their sizes are printed);
 - ONNX Runtime fp32 (if onnxruntime and onnx are installed): the same generator exported to ONNX.
+
+Each speed child also times its first call at another render shape (the batch turned upright,
+4 x 1 x 256 x 160): what a new shape costs once.
 
 Colors: every engine against torch fp32 on `--count` photos (`--photos DIR`, else scikit-image's
 color samples and examples/), each made gray, at render size 256: mean and max |Δab| (ab in about
@@ -32,7 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch-fp32", "torch-bf16", "openvino-f32", "openvino-bf16", "onnxruntime-fp32")
+ENGINES = ("torch-fp32", "torch-bf16", "openvino-f32", "openvino-bf16", "openvino-bf16-onnx", "onnxruntime-fp32")
 
 
 def load() -> str:
@@ -81,6 +86,12 @@ def open_runner(engine: str, model: str, threads: int):
         torch.set_num_threads(threads)
         generator, _ = load_model(model)
         return TorchEngine(generator, torch.device("cpu"), precision=engine.split("-")[1], keep_generator=False)
+    if engine == "openvino-bf16-onnx":
+        from recolor.engine.openvino_cpu import OpenVINOEngine
+
+        runner = OpenVINOEngine(onnx_export(model), precision="bf16")
+        runner._threads = threads
+        return runner
     if engine.startswith("openvino"):
         from recolor.engine.choice import generator_stride
         from recolor.engine.export import find_export
@@ -95,22 +106,30 @@ def open_runner(engine: str, model: str, threads: int):
     return OnnxRuntimeRunner(model, threads)
 
 
+def onnx_export(model: str) -> Path:
+    """`model`'s generator exported to ONNX (fp32, opset 17, free batch, height and width) in a
+    temporary folder, by torch's exporter (which needs the onnx package)."""
+    import tempfile
+
+    import torch
+
+    from recolor.hub.registry import load_model
+
+    generator, _ = load_model(model)
+    path = Path(tempfile.mkdtemp()) / "model.onnx"
+    torch.onnx.export(generator, (torch.zeros(1, 1, 160, 256),), str(path), dynamo=False, opset_version=17,
+                      input_names=["lightness"], output_names=["ab"],
+                      dynamic_axes={"lightness": {0: "n", 2: "h", 3: "w"}, "ab": {0: "n", 2: "h", 3: "w"}})
+    return path
+
+
 class OnnxRuntimeRunner:
     """The generator exported to ONNX by torch and run by ONNX Runtime's CPU provider, fp32."""
 
     def __init__(self, model: str, threads: int) -> None:
-        import tempfile
-
         import onnxruntime
-        import torch
 
-        from recolor.hub.registry import load_model
-
-        generator, _ = load_model(model)
-        path = Path(tempfile.mkdtemp()) / "model.onnx"
-        torch.onnx.export(generator, (torch.zeros(1, 1, 160, 256),), str(path), dynamo=False, opset_version=17,
-                          input_names=["lightness"], output_names=["ab"],
-                          dynamic_axes={"lightness": {0: "n", 2: "h", 3: "w"}, "ab": {0: "n", 2: "h", 3: "w"}})
+        path = onnx_export(model)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -138,7 +157,12 @@ def speed_child(engine: str, model: str, threads: int, calls: int, batch_file: s
         tick = time.perf_counter()
         runner.ab(lightness)
         times.append((time.perf_counter() - tick) / len(lightness) * 1000)
-    print(json.dumps({"ms": statistics.median(times), "startup": startup, "torch": "torch" in sys.modules}))
+    upright = np.ascontiguousarray(lightness.transpose(0, 2, 1))
+    tick = time.perf_counter()
+    runner.ab(upright)
+    new_shape = (time.perf_counter() - tick) * 1000 - statistics.median(times) * len(upright)
+    print(json.dumps({"ms": statistics.median(times), "startup": startup, "torch": "torch" in sys.modules,
+                      "new_shape_ms": new_shape}))
 
 
 def speed_batch(path: Path) -> None:
@@ -215,14 +239,23 @@ def main() -> None:
     batch_file = Path(tempfile.mkdtemp()) / "lightness.npy"
     speed_batch(batch_file)
 
-    engines = [e for e in args.engines if e != "onnxruntime-fp32"
-               or (importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"))]
+    has_onnx = importlib.util.find_spec("onnx") is not None
+    engines = [e for e in args.engines if (e != "onnxruntime-fp32" or (importlib.util.find_spec("onnxruntime") and has_onnx))
+               and (e != "openvino-bf16-onnx" or has_onnx)]
+    from recolor.hub.exports import EXPORT_FILES
+    from recolor.hub.registry import resolve_model
+
+    shipped = sum((resolve_model(args.model) / name).stat().st_size for name in EXPORT_FILES)
+    sizes = f"export sizes: OpenVINO IR (fp16 weights) {shipped / 1e6:.1f} MB"
+    if has_onnx and "openvino-bf16-onnx" in engines:
+        sizes += f", ONNX fp32 {onnx_export(args.model).stat().st_size / 1e6:.1f} MB"
+    print(sizes)
     print(f"model {args.model}; {os.cpu_count()} cores; batch 4 x 1 x 160 x 256; median of {args.calls} calls; {load()}")
     print(f"{'engine':>17} | " + " | ".join(f"{t} thread(s) ms/image" for t in args.threads)
-          + " | start-up s (import + load + first call) | torch imported")
+          + " | start-up s (import + load + first call) | torch imported | a new shape's first call, ms more")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     for engine in engines:
-        cells, startup, torch_loaded = [], None, None
+        cells, startup, torch_loaded, new_shape = [], None, None, None
         for threads in args.threads:
             done = subprocess.run([sys.executable, __file__, "--model", args.model, "--speed-child", engine,
                                    str(threads), str(args.calls), str(batch_file)], capture_output=True, text=True, env=env)
@@ -233,8 +266,9 @@ def main() -> None:
             cells.append(f"{result['ms']:7.1f} ({load()})")
             startup = result["startup"] if startup is None else min(startup, result["startup"])
             torch_loaded = result["torch"]
+            new_shape = result["new_shape_ms"] if new_shape is None else min(new_shape, result["new_shape_ms"])
         print(f"{engine:>17} | " + " | ".join(cells) + f" | {startup if startup is not None else float('nan'):5.2f} | "
-              f"{torch_loaded}", flush=True)
+              f"{torch_loaded} | {new_shape if new_shape is not None else float('nan'):6.0f}", flush=True)
     if not args.no_colors:
         colors(args.model, args.photos, args.count, engines)
 

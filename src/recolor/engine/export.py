@@ -2,7 +2,7 @@
 beside `config.json` and `model.safetensors`, so that `recolor apply` runs it without torch (the
 files and their record: `recolor.hub.exports`).
 
-IR with fp16 weights rather than ONNX: half the size (9.2 MB against 17.7 for the shipped models)
+IR with fp16 weights rather than ONNX: half the size (9.1 MB against 17.7 for the shipped models)
 and as fast (benchmarks/engines.py; docs/performance.md); OpenVINO converts the torch module itself
 (`openvino.convert_model`), so making an export needs torch and openvino, not the onnx package.
 

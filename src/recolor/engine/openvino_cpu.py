@@ -1,7 +1,7 @@
 """The generator's export run by OpenVINO's CPU plugin: numpy in, numpy out, no torch.
 
 OpenVINO compiles the graph once with free batch, height and width (a render shape not seen before
-costs 30-150 ms once; static shapes cost 0.3-0.5 s each), in bf16 where the CPU multiplies bf16 in
+costs about 10 ms once: benchmarks/engines.py), in bf16 where the CPU multiplies bf16 in
 hardware and in f32 elsewhere. The precision is always set: OpenVINO's own default is bf16 wherever
 AVX-512 exists, where bf16 is emulated and no faster. docs/performance.md has the figures.
 """
